@@ -1,0 +1,121 @@
+"""The one command-line entry point: ``billing-sync``.
+
+Each command's arguments are declared here (they are a stable interface); its work lives
+in the module named in ``_HANDLERS``, imported only when that command runs, so that
+``billing-sync sandbox`` does not pay for Celery and ``billing-sync status`` does not
+pay for the web server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from sync.settings import Settings, SettingsError
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+_HANDLERS: dict[str, str] = {
+    "sandbox": "sync.sandbox.cli:main",
+    "sync": "sync.commands.pull:sync_command",
+    "status": "sync.commands.pull:status_command",
+    "db": "sync.commands.pull:db_command",
+    "mappings": "sync.commands.pull:mappings_command",
+    "demo": "sync.commands.demo:demo_command",
+    "push": "sync.commands.push:push_command",
+    "run": "sync.commands.run:run_command",
+    "pause": "sync.commands.run:pause_command",
+    "resume": "sync.commands.run:resume_command",
+    "portal-link": "sync.portal.cli:portal_link_command",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="billing-sync",
+        description="Mirror a Salesforce org's billing data, serve the Billing Portal, "
+        "push accepted changes back.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("sandbox", help="serve the local Salesforce-compatible CRM")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8700)
+    p.add_argument("--db", metavar="FILE", help="persist to this SQLite file")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed N accounts")
+    p.add_argument("--seed-random", type=int, default=1, metavar="S", help="seed of the data")
+    p.add_argument("--username", default="admin@sandbox.local")
+    p.add_argument("--password", default="sandbox")
+    p.add_argument("--security-token", default="sandbox-token")
+    p.add_argument("--session-ttl", type=float, default=7200.0, metavar="SECONDS")
+    p.add_argument("--daily-limit", type=int, default=100_000, metavar="CALLS")
+    p.add_argument("--retention", type=float, default=15 * 86400.0, metavar="SECONDS",
+                   help="how long deleted records stay in queryAll before purge")
+
+    p = sub.add_parser("sync", help="one pull pass over all (or one) mappings")
+    p.add_argument("--mapping", metavar="NAME")
+    p.add_argument("--full", action="store_true", help="reload instead of incremental")
+    p.add_argument("--reconcile", action="store_true",
+                   help="also tombstone rows whose CRM record was purged or hard-deleted")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("status", help="state of every mapping, outbox and API usage")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("db", help="database maintenance")
+    p.add_argument("action", choices=["upgrade"])
+
+    p = sub.add_parser("mappings", help="mapping maintenance")
+    p.add_argument("action", choices=["check"])
+
+    p = sub.add_parser("push", help="one pass over accepted changes")
+    p.add_argument("--json", action="store_true")
+
+    for name, text in (("run", "the whole service in one process"),
+                       ("demo", "sandbox with seeded data plus run, on embedded defaults")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+
+    for name, text in (("pause", "stop polling a mapping"), ("resume", "restart it")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("name", metavar="NAME")
+
+    p = sub.add_parser("portal-link", help="print a signed portal URL for a contact")
+    p.add_argument("contact", metavar="CONTACT", help="contact Id or email")
+    p.add_argument("--ttl", type=float, default=3600.0, metavar="SECONDS")
+    return parser
+
+
+def _load(target: str) -> Handler:
+    module, _, attr = target.partition(":")
+    handler: Handler = getattr(importlib.import_module(module), attr)
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``billing-sync``; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else
+        logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"billing-sync: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _load(_HANDLERS[args.command])(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

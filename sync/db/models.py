@@ -1,0 +1,258 @@
+"""SQLAlchemy 2 models: the mirrored CRM tables and billing-sync's own tables.
+
+Every mirrored table carries ``sfid`` (the CRM's 18-character Id, unique),
+``system_modstamp``, ``is_deleted`` (a CRM delete keeps the row as a tombstone) and
+``synced_at``. References between mirrored tables are sfid columns, indexed, with no
+foreign keys: a child can arrive before its parent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sync.db.types import ScaledDecimal, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = ScaledDecimal(18, 2)
+Quantity = ScaledDecimal(18, 4)
+SFID = String(18)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with constraint naming that Alembic can follow."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Mirrored(Base):
+    """Columns every mirrored table has."""
+
+    __abstract__ = True
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sfid: Mapped[str] = mapped_column(SFID, unique=True)
+    system_modstamp: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    is_deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    synced_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Account(Mirrored):
+    __tablename__ = "accounts"
+
+    name: Mapped[str | None] = mapped_column(String(255))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    billing_email: Mapped[str | None] = mapped_column(String(255))
+    billing_street: Mapped[str | None] = mapped_column(String(255))
+    billing_city: Mapped[str | None] = mapped_column(String(40))
+    billing_state: Mapped[str | None] = mapped_column(String(80))
+    billing_postal_code: Mapped[str | None] = mapped_column(String(20))
+    billing_country: Mapped[str | None] = mapped_column(String(80))
+
+
+class Contact(Mirrored):
+    __tablename__ = "contacts"
+
+    account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    first_name: Mapped[str | None] = mapped_column(String(40))
+    last_name: Mapped[str | None] = mapped_column(String(80))
+    email: Mapped[str | None] = mapped_column(String(255), index=True)
+
+
+class AccountContactRole(Mirrored):
+    __tablename__ = "account_contact_roles"
+    __table_args__ = (Index("ix_account_contact_roles_contact_role", "contact_sfid", "role"),)
+
+    account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    contact_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    role: Mapped[str | None] = mapped_column(String(40))
+    is_primary: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class Product(Mirrored):
+    __tablename__ = "products"
+
+    name: Mapped[str | None] = mapped_column(String(255))
+    product_code: Mapped[str | None] = mapped_column(String(255))
+    family: Mapped[str | None] = mapped_column(String(40))
+
+
+class Order(Mirrored):
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_account_date", "account_sfid", "order_date"),
+        Index("ix_orders_account_amount", "account_sfid", "amount"),
+    )
+
+    name: Mapped[str | None] = mapped_column(String(80))
+    account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    order_date: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str | None] = mapped_column(String(40))
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    sync_key: Mapped[str | None] = mapped_column(String(80), index=True)
+
+
+class OrderLine(Mirrored):
+    __tablename__ = "order_lines"
+
+    order_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    product_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    quantity: Mapped[Decimal | None] = mapped_column(Quantity)
+    net_price: Mapped[Decimal | None] = mapped_column(Money)
+    charge_type: Mapped[str | None] = mapped_column(String(40))
+
+
+class Asset(Mirrored):
+    __tablename__ = "assets"
+
+    account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    product_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    quantity: Mapped[Decimal | None] = mapped_column(Quantity)
+    status: Mapped[str | None] = mapped_column(String(40))
+    price_type: Mapped[str | None] = mapped_column(String(40))
+    net_price: Mapped[Decimal | None] = mapped_column(Money)
+    start_date: Mapped[dt.date | None] = mapped_column(Date)
+    end_date: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class Invoice(Mirrored):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        Index("ix_invoices_account_date", "account_sfid", "invoice_date"),
+        Index("ix_invoices_account_amount", "account_sfid", "total_amount"),
+    )
+
+    name: Mapped[str | None] = mapped_column(String(80))
+    account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    invoice_date: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    due_date: Mapped[dt.date | None] = mapped_column(Date)
+    total_amount: Mapped[Decimal | None] = mapped_column(Money)
+    total_due: Mapped[Decimal | None] = mapped_column(Money)
+    status: Mapped[str | None] = mapped_column(String(40))
+    payment_status: Mapped[str | None] = mapped_column(String(40))
+    has_attachment: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class InvoiceLine(Mirrored):
+    __tablename__ = "invoice_lines"
+
+    invoice_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    quantity: Mapped[Decimal | None] = mapped_column(Quantity)
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    tax_amount: Mapped[Decimal | None] = mapped_column(Money)
+
+
+class PaymentMethod(Mirrored):
+    __tablename__ = "payment_methods"
+
+    account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    type: Mapped[str | None] = mapped_column(String(40))
+    card_type: Mapped[str | None] = mapped_column(String(40))
+    card_last_four: Mapped[str | None] = mapped_column(String(4))
+    card_expiration_month: Mapped[int | None] = mapped_column(Integer)
+    card_expiration_year: Mapped[int | None] = mapped_column(Integer)
+    payment_token: Mapped[str | None] = mapped_column(String(255))
+    is_default: Mapped[bool | None] = mapped_column(Boolean)
+    is_one_time: Mapped[bool | None] = mapped_column(Boolean)
+    status: Mapped[str | None] = mapped_column(String(40))
+    sync_key: Mapped[str | None] = mapped_column(String(80), index=True)
+
+
+class Authorization(Mirrored):
+    __tablename__ = "authorizations"
+
+    account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    contact_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    authorized_by_name: Mapped[str | None] = mapped_column(String(255))
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    summary: Mapped[str | None] = mapped_column(Text)
+    sync_key: Mapped[str | None] = mapped_column(String(80), index=True)
+
+
+MIRRORED_MODELS: dict[str, type[Mirrored]] = {
+    m.__tablename__: m
+    for m in (
+        Account,
+        Contact,
+        AccountContactRole,
+        Product,
+        Order,
+        OrderLine,
+        Asset,
+        Invoice,
+        InvoiceLine,
+        PaymentMethod,
+        Authorization,
+    )
+}
+
+
+# --- billing-sync's own tables ---------------------------------------------------------
+
+
+class SyncState(Base):
+    """One row per mapping: where its pull stands."""
+
+    __tablename__ = "sync_state"
+
+    mapping: Mapped[str] = mapped_column(String(80), primary_key=True)
+    watermark: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    last_pass_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_pass_finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_outcome: Mapped[str | None] = mapped_column(String(40))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class SyncPass(Base):
+    """History: one row per pull pass of one mapping."""
+
+    __tablename__ = "sync_passes"
+    __table_args__ = (Index("ix_sync_passes_mapping_started", "mapping", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    mapping: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(20), default="incremental")
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    api_calls: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(40), default="running")
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class RecordError(Base):
+    """A CRM record that could not be converted; retried on later passes."""
+
+    __tablename__ = "record_errors"
+    __table_args__ = (UniqueConstraint("mapping", "sfid", name="uq_record_errors_mapping_sfid"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    mapping: Mapped[str] = mapped_column(String(80), index=True)
+    sfid: Mapped[str] = mapped_column(SFID)
+    reason: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=1)

@@ -1,0 +1,113 @@
+"""The one settings object: every environment variable billing-sync reads, read once."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+DEFAULT_DATABASE_URL = "sqlite:///billing-sync.db"
+DEFAULT_API_VERSION = "59.0"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value billing-sync cannot use."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one billing-sync process.
+
+    Build it with :meth:`from_env`; tests build it directly or with :meth:`with_`.
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str | None = None
+    salesforce_username: str | None = None
+    salesforce_password: str | None = field(default=None, repr=False)
+    salesforce_security_token: str | None = field(default=None, repr=False)
+    salesforce_domain: str | None = None
+    salesforce_instance_url: str | None = None
+    salesforce_api_version: str = DEFAULT_API_VERSION
+    portal_secret: str | None = field(default=None, repr=False)
+    public_url: str = DEFAULT_PUBLIC_URL
+    pull_interval: float = 10.0
+    api_budget: float = 0.2
+    billing_admin_role: str = "Billing Admin"
+    mappings_dir: str | None = None
+    lookback_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``env`` (default: ``os.environ``).
+
+        Raises:
+            SettingsError: a variable is present but unusable; the message names it.
+        """
+        env = os.environ if env is None else env
+
+        def opt(name: str) -> str | None:
+            value = env.get(name)
+            return value if value else None
+
+        return cls(
+            database_url=opt("BILLING_SYNC_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            broker_url=opt("BILLING_SYNC_BROKER_URL"),
+            salesforce_username=opt("SALESFORCE_USERNAME"),
+            salesforce_password=opt("SALESFORCE_PASSWORD"),
+            salesforce_security_token=opt("SALESFORCE_SECURITY_TOKEN"),
+            salesforce_domain=opt("SALESFORCE_DOMAIN"),
+            salesforce_instance_url=(opt("SALESFORCE_INSTANCE_URL") or "").rstrip("/") or None,
+            salesforce_api_version=opt("SALESFORCE_API_VERSION") or DEFAULT_API_VERSION,
+            portal_secret=opt("BILLING_SYNC_PORTAL_SECRET"),
+            public_url=(opt("BILLING_SYNC_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/"),
+            pull_interval=_float(env, "BILLING_SYNC_PULL_INTERVAL", 10.0, 0.5, 86400.0),
+            api_budget=_float(env, "BILLING_SYNC_API_BUDGET", 0.2, 0.001, 1.0),
+            billing_admin_role=opt("BILLING_SYNC_ADMIN_ROLE") or "Billing Admin",
+            mappings_dir=opt("BILLING_SYNC_MAPPINGS_DIR"),
+            lookback_seconds=_float(env, "BILLING_SYNC_LOOKBACK_SECONDS", 60.0, 0.0, 86400.0),
+        )
+
+    def with_(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+    @property
+    def uses_embedded_crm(self) -> bool:
+        """True when no CRM login is configured: the embedded sandbox stands in."""
+        return self.salesforce_username is None
+
+    def require_portal_secret(self) -> str:
+        """The portal's HMAC key.
+
+        Raises:
+            SettingsError: ``BILLING_SYNC_PORTAL_SECRET`` is unset or too short.
+        """
+        if not self.portal_secret:
+            raise SettingsError(
+                "BILLING_SYNC_PORTAL_SECRET is not set: portal links cannot be signed"
+            )
+        if len(self.portal_secret) < 16:
+            raise SettingsError("BILLING_SYNC_PORTAL_SECRET must be at least 16 characters")
+        return self.portal_secret
+
+
+def demo_secret() -> str:
+    """A fresh random portal secret, for `billing-sync demo` only."""
+    return secrets.token_urlsafe(32)
