@@ -54,14 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--security-token", default="sandbox-token")
     p.add_argument("--session-ttl", type=float, default=7200.0, metavar="SECONDS")
     p.add_argument("--daily-limit", type=int, default=100_000, metavar="CALLS")
-    p.add_argument("--retention", type=float, default=15 * 86400.0, metavar="SECONDS",
-                   help="how long deleted records stay in queryAll before purge")
+    p.add_argument(
+        "--retention",
+        type=float,
+        default=15 * 86400.0,
+        metavar="SECONDS",
+        help="how long deleted records stay in queryAll before purge",
+    )
 
     p = sub.add_parser("sync", help="one pull pass over all (or one) mappings")
     p.add_argument("--mapping", metavar="NAME")
     p.add_argument("--full", action="store_true", help="reload instead of incremental")
-    p.add_argument("--reconcile", action="store_true",
-                   help="also tombstone rows whose CRM record was purged or hard-deleted")
+    p.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="also tombstone rows whose CRM record was purged or hard-deleted",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("status", help="state of every mapping, outbox and API usage")
@@ -76,8 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("push", help="one pass over accepted changes")
     p.add_argument("--json", action="store_true")
 
-    for name, text in (("run", "the whole service in one process"),
-                       ("demo", "sandbox with seeded data plus run, on embedded defaults")):
+    for name, text in (
+        ("run", "the whole service in one process"),
+        ("demo", "sandbox with seeded data plus run, on embedded defaults"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8000)
@@ -102,8 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``billing-sync``; returns the process exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else
-        logging.WARNING,
+        level=logging.DEBUG
+        if args.verbose > 1
+        else logging.INFO
+        if args.verbose
+        else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

@@ -58,6 +58,8 @@ class Mirrored(Base):
 
 
 class Account(Mirrored):
+    """Account (CRM ``Account``)."""
+
     __tablename__ = "accounts"
 
     name: Mapped[str | None] = mapped_column(String(255))
@@ -71,6 +73,8 @@ class Account(Mirrored):
 
 
 class Contact(Mirrored):
+    """Contact (CRM ``Contact``)."""
+
     __tablename__ = "contacts"
 
     account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
@@ -80,6 +84,8 @@ class Contact(Mirrored):
 
 
 class AccountContactRole(Mirrored):
+    """A contact's role on an account; ``Billing Admin`` grants the portal."""
+
     __tablename__ = "account_contact_roles"
     __table_args__ = (Index("ix_account_contact_roles_contact_role", "contact_sfid", "role"),)
 
@@ -90,6 +96,8 @@ class AccountContactRole(Mirrored):
 
 
 class Product(Mirrored):
+    """Product (CRM ``Product2``)."""
+
     __tablename__ = "products"
 
     name: Mapped[str | None] = mapped_column(String(255))
@@ -98,6 +106,8 @@ class Product(Mirrored):
 
 
 class Order(Mirrored):
+    """Order (``Apttus_Config2__Order__c``)."""
+
     __tablename__ = "orders"
     __table_args__ = (
         Index("ix_orders_account_date", "account_sfid", "order_date"),
@@ -113,6 +123,8 @@ class Order(Mirrored):
 
 
 class OrderLine(Mirrored):
+    """Order line (``Apttus_Config2__OrderLineItem__c``)."""
+
     __tablename__ = "order_lines"
 
     order_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
@@ -123,6 +135,8 @@ class OrderLine(Mirrored):
 
 
 class Asset(Mirrored):
+    """Purchased product (``Apttus_Config2__AssetLineItem__c``)."""
+
     __tablename__ = "assets"
 
     account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
@@ -136,6 +150,8 @@ class Asset(Mirrored):
 
 
 class Invoice(Mirrored):
+    """Invoice (``Apttus_Billing__Invoice__c``)."""
+
     __tablename__ = "invoices"
     __table_args__ = (
         Index("ix_invoices_account_date", "account_sfid", "invoice_date"),
@@ -154,6 +170,8 @@ class Invoice(Mirrored):
 
 
 class InvoiceLine(Mirrored):
+    """Invoice line (``Apttus_Billing__InvoiceLineItem__c``)."""
+
     __tablename__ = "invoice_lines"
 
     invoice_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
@@ -164,6 +182,8 @@ class InvoiceLine(Mirrored):
 
 
 class PaymentMethod(Mirrored):
+    """Payment method (``Apttus_Billing__PaymentMethod__c``): a token and the last four only."""
+
     __tablename__ = "payment_methods"
 
     account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
@@ -180,6 +200,8 @@ class PaymentMethod(Mirrored):
 
 
 class Authorization(Mirrored):
+    """A Billing Admin's acceptance of changes (``Billing_Authorization__c``)."""
+
     __tablename__ = "authorizations"
 
     account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)

@@ -23,15 +23,24 @@ def test_given_amounts_and_datetimes_when_round_tripped_then_exact_and_utc(engin
         conn.execute(
             Order.__table__.insert(),
             [
-                {"sfid": f"a0A000000000000{i:03d}", "system_modstamp": now, "synced_at": now,
-                 "amount": Decimal(a), "order_date": dt.date(2026, 1, i + 1)}
+                {
+                    "sfid": f"a0A000000000000{i:03d}",
+                    "system_modstamp": now,
+                    "synced_at": now,
+                    "amount": Decimal(a),
+                    "order_date": dt.date(2026, 1, i + 1),
+                }
                 for i, a in enumerate(["10.10", "9.99", "100.00", "0.01"])
             ],
         )
         conn.execute(
             Invoice.__table__.insert(),
-            {"sfid": "a0B000000000000AAA", "system_modstamp": now, "synced_at": now,
-             "invoice_date": now.astimezone(other)},
+            {
+                "sfid": "a0B000000000000AAA",
+                "system_modstamp": now,
+                "synced_at": now,
+                "invoice_date": now.astimezone(other),
+            },
         )
     with engine.connect() as conn:
         amounts = conn.scalars(select(Order.amount).order_by(Order.amount)).all()
@@ -42,7 +51,7 @@ def test_given_amounts_and_datetimes_when_round_tripped_then_exact_and_utc(engin
 
 
 def test_given_naive_datetime_when_written_then_refused(engine):
-    naive = dt.datetime(2026, 11, 22, 10, 0)  # noqa: DTZ001
+    naive = dt.datetime(2026, 11, 22, 10, 0)
     with pytest.raises(Exception, match="naive datetime"), engine.begin() as conn:
         conn.execute(
             Order.__table__.insert(),
