@@ -52,6 +52,12 @@ class Settings:
     billing_admin_role: str = "Billing Admin"
     mappings_dir: str | None = None
     lookback_seconds: float = 60.0
+    pull_batch_size: int = 2000
+    redis_prefix: str = "billing-sync"
+    lock_ttl: float = 60.0
+    reconcile_interval: float = 3600.0
+    push_interval: float = 10.0
+    task_time_limit: float = 1800.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +88,14 @@ class Settings:
             billing_admin_role=opt("BILLING_SYNC_ADMIN_ROLE") or "Billing Admin",
             mappings_dir=opt("BILLING_SYNC_MAPPINGS_DIR"),
             lookback_seconds=_float(env, "BILLING_SYNC_LOOKBACK_SECONDS", 60.0, 0.0, 86400.0),
+            pull_batch_size=int(_float(env, "BILLING_SYNC_PULL_BATCH_SIZE", 2000, 200, 2000)),
+            redis_prefix=opt("BILLING_SYNC_REDIS_PREFIX") or "billing-sync",
+            lock_ttl=_float(env, "BILLING_SYNC_LOCK_TTL", 60.0, 3.0, 3600.0),
+            reconcile_interval=_float(
+                env, "BILLING_SYNC_RECONCILE_INTERVAL", 3600.0, 10.0, 7 * 86400.0
+            ),
+            push_interval=_float(env, "BILLING_SYNC_PUSH_INTERVAL", 10.0, 0.5, 86400.0),
+            task_time_limit=_float(env, "BILLING_SYNC_TASK_TIME_LIMIT", 1800.0, 10.0, 86400.0),
         )
 
     def with_(self, **changes: Any) -> Settings:

@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -97,3 +98,45 @@ def artifacts_dir() -> Path:
     """Where tests keep what a person may want to look at (screenshots, PDFs)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# -- the CRM sandbox ------------------------------------------------------------------
+
+SANDBOX_SEED_ACCOUNTS = 25
+SANDBOX_SEED_RANDOM = 7
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    """Base URL of one ``billing-sync sandbox`` subprocess for the whole run (seeded)."""
+    from tests.support.sandbox import running_sandbox
+
+    with running_sandbox(
+        "--seed", str(SANDBOX_SEED_ACCOUNTS), "--seed-random", str(SANDBOX_SEED_RANDOM)
+    ) as sandbox:
+        yield sandbox.url
+
+
+@pytest.fixture
+def crm_sandbox(sandbox_url: str) -> str:
+    """The sandbox URL, after resetting it to its seeded state (data, faults, counters)."""
+    import requests
+
+    requests.post(f"{sandbox_url}/_sandbox/reset", timeout=30).raise_for_status()
+    return sandbox_url
+
+
+@pytest.fixture
+def sf(crm_sandbox: str) -> Any:
+    """A simple_salesforce.Salesforce logged into the freshly reset sandbox."""
+    from simple_salesforce import Salesforce
+
+    from sync.crm.session import make_session
+
+    return Salesforce(
+        username="admin@sandbox.local",
+        password="sandbox",
+        security_token="sandbox-token",
+        session=make_session(crm_sandbox),
+        version="59.0",
+    )

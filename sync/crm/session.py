@@ -4,6 +4,10 @@ simple-salesforce builds every URL as ``https://{instance}/...``. When
 ``SALESFORCE_INSTANCE_URL`` is set (the local sandbox, a proxy), this session rewrites
 the scheme and host of each such URL to that base, in this one place, so the same login
 and query code runs against the sandbox and a real org.
+
+The session also gives every request a timeout unless the caller passes one:
+simple-salesforce's login sends none, and a request without a timeout can hang a worker
+forever on a half-open connection.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+
+DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 120.0)
+"""(connect, read) seconds: connecting is quick or broken; a 2000-record page can be slow."""
 
 
 def rewrite_url(url: str, instance_url: str) -> str:
@@ -28,11 +35,26 @@ def rewrite_url(url: str, instance_url: str) -> str:
     return urlunsplit((base.scheme, base.netloc, path, parts.query, parts.fragment))
 
 
-class InstanceSession(requests.Session):
-    """A :class:`requests.Session` that sends every https request to ``instance_url``."""
+class CrmSession(requests.Session):
+    """A :class:`requests.Session` with a default timeout on every request."""
 
-    def __init__(self, instance_url: str) -> None:
+    def __init__(self, *, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT) -> None:
         super().__init__()
+        self.timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+class InstanceSession(CrmSession):
+    """A :class:`CrmSession` that sends every https request to ``instance_url``."""
+
+    def __init__(
+        self, instance_url: str, *, timeout: float | tuple[float, float] = DEFAULT_TIMEOUT
+    ) -> None:
+        super().__init__(timeout=timeout)
         self.instance_url = instance_url.rstrip("/")
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
@@ -41,10 +63,21 @@ class InstanceSession(requests.Session):
         return super().request(method, rewrite_url(url, self.instance_url), *args, **kwargs)
 
 
-def make_session(instance_url: str | None = None) -> requests.Session:
-    """A session for CRM calls: rewriting when ``instance_url`` is given, plain otherwise."""
-    session: requests.Session = (
-        InstanceSession(instance_url) if instance_url else requests.Session()
+def make_session(
+    instance_url: str | None = None,
+    *,
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+) -> requests.Session:
+    """A session for CRM calls: rewriting when ``instance_url`` is given, plain otherwise.
+
+    Args:
+        instance_url: base URL (``http://127.0.0.1:8700``) that replaces every https host.
+        timeout: default (connect, read) timeout in seconds of each request.
+    """
+    session: CrmSession = (
+        InstanceSession(instance_url, timeout=timeout)
+        if instance_url
+        else CrmSession(timeout=timeout)
     )
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
     session.mount("http://", adapter)

@@ -278,3 +278,18 @@ class RecordError(Base):
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ServiceState(Base):
+    """Small shared state of the background service, one JSON document per key.
+
+    Holds the API budget guard's ledger and the heartbeat of an in-process runner.
+    ``version`` makes updates optimistic: a writer that read an older version retries.
+    """
+
+    __tablename__ = "service_state"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

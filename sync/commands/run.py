@@ -1,0 +1,196 @@
+"""`billing-sync run`, `pause` and `resume`.
+
+``run`` is the whole service in one process when no broker is configured: the portal on
+``--host``/``--port`` and, on threads beside it, the same periodic jobs Celery beat and
+workers run (change check and pulls, reconcile, push). With ``BILLING_SYNC_BROKER_URL``
+set, the background work belongs to ``celery -A workers.app worker`` and ``beat``, and
+``run`` serves only the portal (the ``web`` service of docker-compose.yml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sync.crm.errors import CrmError
+from sync.db.engine import make_engine, upgrade
+from sync.db.repo import set_paused
+from sync.jobs import Runtime, utc_now
+from sync.locks import LocalLocks
+from sync.mapping.loader import default_mappings_dir, load_mappings
+from sync.mapping.spec import MappingError
+from sync.scheduler import InProcessScheduler
+from sync.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+BROKER_NOTE = """\
+BILLING_SYNC_BROKER_URL is set, so background sync runs on Celery, not in this process:
+    celery -A workers.app worker -Q pull,maintenance
+    celery -A workers.app beat
+This process serves the portal only.
+"""
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(f"billing-sync: {text}\n")
+
+
+def portal_available() -> bool:
+    """True when this installation includes the portal web app."""
+    return importlib.util.find_spec("sync.portal.server") is not None
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGINT/SIGTERM while inside (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_service(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    ctx: Any = None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[str | None], None] | None = None,
+) -> int:
+    """Run the in-process service until ``stop`` is set (or SIGINT/SIGTERM).
+
+    Args:
+        settings: the settings (no broker).
+        host: the portal's address.
+        port: the portal's port (0: any free port).
+        ctx: a ready :class:`sync.context.SyncContext` (default: built from settings).
+        stop: set it to stop the service (default: a private event set by signals).
+        on_ready: called with the portal's base URL (None without a portal) once
+            everything runs.
+
+    Returns:
+        The exit code.
+    """
+    from sync.context import SyncContext
+
+    stop = stop or threading.Event()
+    own_ctx = ctx is None
+    if ctx is None:
+        ctx = SyncContext.from_settings(settings)
+    scheduler = InProcessScheduler(Runtime(settings=settings, ctx=ctx, locks=LocalLocks()))
+    portal: Any = None
+    try:
+        url: str | None = None
+        if portal_available():
+            from sync.portal.server import PortalServer
+
+            portal = PortalServer(settings, ctx.engine, host=host, port=port)
+            url = portal.start()
+        scheduler.start()
+        if on_ready is not None:
+            on_ready(url)
+        with _stop_on_signals(stop):
+            while not stop.wait(0.5):
+                pass
+    finally:
+        if portal is not None:
+            portal.stop()
+        scheduler.stop()
+        if own_ctx:
+            ctx.close()
+    return 0
+
+
+def _serve_portal_only(settings: Settings, host: str, port: int) -> int:
+    if not portal_available():
+        _err("this installation has no portal; nothing to serve")
+        return 1
+    from sync.portal.server import serve
+
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+        serve(settings, engine, host=host, port=port)
+    finally:
+        engine.dispose()
+    return 0
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`billing-sync run [--host H] [--port P]`."""
+    try:
+        if portal_available():
+            settings.require_portal_secret()
+        if settings.broker_url:
+            _say(BROKER_NOTE)
+            return _serve_portal_only(settings, args.host, args.port)
+
+        def ready(url: str | None) -> None:
+            where = f"portal at {url}" if url else "no portal in this installation"
+            _say(
+                f"billing-sync run: {where}; change check every {settings.pull_interval:g} s "
+                "(in-process, no broker). Ctrl-C stops."
+            )
+
+        return run_service(settings, host=args.host, port=args.port, on_ready=ready)
+    except (SettingsError, MappingError) as exc:
+        _err(str(exc))
+        return 2
+    except CrmError as exc:
+        _err(f"the CRM could not be reached: {exc}")
+        return 1
+
+
+def _set_paused(args: argparse.Namespace, settings: Settings, paused: bool) -> int:
+    try:
+        mappings = load_mappings(default_mappings_dir(settings.mappings_dir))
+    except MappingError as exc:
+        _err(str(exc))
+        return 2
+    if args.name not in mappings:
+        _err(f"no mapping called {args.name!r} (known: {', '.join(mappings.names)})")
+        return 2
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+        set_paused(engine, args.name, paused, now=utc_now())
+    finally:
+        engine.dispose()
+    if paused:
+        _say(f"{args.name}: paused; `billing-sync resume {args.name}` restarts its polling")
+    else:
+        _say(f"{args.name}: resumed; the next change check includes it")
+    return 0
+
+
+def pause_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`billing-sync pause NAME`: stop polling mapping NAME."""
+    return _set_paused(args, settings, True)
+
+
+def resume_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`billing-sync resume NAME`: restart polling mapping NAME."""
+    return _set_paused(args, settings, False)

@@ -1,0 +1,222 @@
+"""What every unit of work needs: settings, the database, the CRM client, the mappings.
+
+:meth:`SyncContext.from_settings` is the service's start: it brings the database schema
+up to date, loads mappings/*.yaml and validates them against the CRM's describe (one
+/composite call for up to 25 objects), so that a bad mapping stops the service with one
+clear message before any data moves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import Engine
+
+from sync.crm.client import (
+    MAX_COMPOSITE_QUERIES,
+    MAX_COMPOSITE_SUBREQUESTS,
+    CrmClient,
+    subresponse_error,
+)
+from sync.crm.errors import CrmError
+from sync.crm.soql import and_, select
+from sync.db.engine import make_engine, upgrade
+from sync.mapping.loader import default_mappings_dir, load_mappings
+from sync.mapping.spec import Mapping, MappingError, MappingSet, Problem
+from sync.mapping.validate import validate_mappings
+from sync.settings import Settings
+
+logger = logging.getLogger("sync.context")
+
+
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def crm_from_settings(settings: Settings) -> CrmClient:
+    """The CRM client ``settings`` describe.
+
+    Without ``SALESFORCE_USERNAME`` but with ``SALESFORCE_INSTANCE_URL``, the instance is
+    taken to be the embedded sandbox and its default login is used.
+
+    Raises:
+        CrmConfigurationError: neither a login nor a sandbox URL is configured.
+    """
+    if settings.uses_embedded_crm and settings.salesforce_instance_url:
+        return CrmClient.from_settings(settings, sandbox_url=settings.salesforce_instance_url)
+    return CrmClient.from_settings(settings)
+
+
+@dataclass
+class SyncContext:
+    """The collaborators of a pull (and of everything built on it).
+
+    Attributes:
+        settings: the process settings.
+        engine: the billing database.
+        crm: the CRM client.
+        mappings: the validated mappings.
+        clock: the time source (tests pass a frozen one).
+        warnings: mapping limits some values could exceed (see ``mappings check``).
+        crm_time_hints: per mapping, the newest SystemModstamp the idle check saw in the
+            CRM; the next pass's window reaches at least that far.
+    """
+
+    settings: Settings
+    engine: Engine
+    crm: CrmClient
+    mappings: MappingSet
+    clock: Callable[[], dt.datetime] = utcnow
+    warnings: list[Problem] = field(default_factory=list)
+    crm_time_hints: dict[str, dt.datetime] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        crm: CrmClient | None = None,
+        engine: Engine | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> SyncContext:
+        """Start: upgrade the schema, load and validate the mappings.
+
+        Args:
+            settings: the process settings.
+            crm: a client to use (default: :func:`crm_from_settings`).
+            engine: an engine to use (default: one for ``settings.database_url``).
+            clock: the time source.
+
+        Raises:
+            MappingError: a mapping is malformed or does not match the CRM.
+            CrmError: the CRM could not be asked for its describe.
+            CrmConfigurationError: no CRM login is configured.
+        """
+        mappings = load_mappings(default_mappings_dir(settings.mappings_dir))
+        own_engine = engine is None
+        engine = engine if engine is not None else make_engine(settings.database_url)
+        client = crm if crm is not None else crm_from_settings(settings)
+        try:
+            upgrade(engine)
+            report = validate_mappings(mappings, describe_objects(client, mappings))
+            check_filters(client, report.mappings)
+        except BaseException:
+            if own_engine:
+                engine.dispose()
+            if crm is None:
+                client.close()
+            raise
+        for warning in report.warnings:
+            logger.info("mapping limit: %s", warning)
+        return cls(
+            settings=settings,
+            engine=engine,
+            crm=client,
+            mappings=report.mappings,
+            clock=clock,
+            warnings=report.warnings,
+        )
+
+    def now(self) -> dt.datetime:
+        """The context clock's current time."""
+        return self.clock()
+
+    def mapping(self, name: str) -> Mapping:
+        """The mapping called ``name``.
+
+        Raises:
+            KeyError: no such mapping; the message lists the known ones.
+        """
+        try:
+            return self.mappings[name]
+        except KeyError:
+            raise KeyError(
+                f"no mapping called {name!r} (known: {', '.join(self.mappings.names)})"
+            ) from None
+
+    def close(self) -> None:
+        """Release the database pool and the CRM session."""
+        self.engine.dispose()
+        self.crm.close()
+
+
+def subresponse_text(item: dict[str, Any]) -> str:
+    """A failed /composite subresponse as one line (error code and message)."""
+    error = subresponse_error(item)
+    if error is None:
+        return f"HTTP {item.get('httpStatusCode')}"
+    code = f"{error.error_code}: " if error.error_code else ""
+    return f"{code}{error.message}"
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def describe_objects(crm: CrmClient, mappings: MappingSet) -> dict[str, dict[str, Any] | None]:
+    """The describe of every mapped object, 25 per /composite call.
+
+    Returns:
+        Describe JSON by object name as the mappings spell it; None for an object the CRM
+        does not know (404 NOT_FOUND).
+
+    Raises:
+        CrmError: the call failed, or a describe failed for another reason.
+    """
+    objects = list(dict.fromkeys(m.crm_object for m in mappings))
+    found: dict[str, dict[str, Any] | None] = {}
+    for chunk in _chunks(objects, MAX_COMPOSITE_SUBREQUESTS):
+        subrequests = [
+            {"method": "GET", "url": crm.sobject_url(name, "describe"), "referenceId": f"d{i}"}
+            for i, name in enumerate(chunk)
+        ]
+        for name, item in zip(chunk, crm.composite(subrequests), strict=True):
+            status = item.get("httpStatusCode")
+            body = item.get("body")
+            if status == 200 and isinstance(body, dict):
+                found[name] = body
+            elif status == 404:
+                found[name] = None
+            else:
+                raise CrmError(f"describe {name} failed: {subresponse_text(item)}", status=status)
+    return found
+
+
+def check_filters(crm: CrmClient, mappings: MappingSet) -> None:
+    """Run each mapping's SOQL filter once (LIMIT 1), 5 per /composite call.
+
+    Raises:
+        MappingError: the CRM rejects a filter; the message names file and mapping.
+    """
+    filtered = [m for m in mappings if m.filter]
+    problems: list[Problem] = []
+    for chunk in _chunks(filtered, MAX_COMPOSITE_QUERIES):
+        subrequests = []
+        for i, mapping in enumerate(chunk):
+            soql = select(mapping.crm_object, ["Id"], where=and_(mapping.filter), limit=1)
+            subrequests.append(
+                {
+                    "method": "GET",
+                    "url": crm.data_url("query?q=" + quote(soql, safe="")),
+                    "referenceId": f"f{i}",
+                }
+            )
+        for mapping, item in zip(chunk, crm.composite(subrequests), strict=True):
+            if item.get("httpStatusCode") != 200:
+                problems.append(
+                    Problem(
+                        mapping.source,
+                        f"the CRM rejects the filter: {subresponse_text(item)}",
+                        mapping.name,
+                        "filter",
+                    )
+                )
+    if problems:
+        raise MappingError(problems)

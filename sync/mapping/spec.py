@@ -1,0 +1,166 @@
+"""What a mapping is: a CRM object, a local table, and how fields become columns.
+
+These are plain values. The loader builds them from mappings/*.yaml and binds each column
+to the table's limits (length, scale), so that the transforms can check a value without
+touching the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Direction(StrEnum):
+    """Which way a mapping's data flows."""
+
+    READ = "read"
+    """Pulled from the CRM only."""
+    READ_WRITE = "read_write"
+    """Pulled, and accepted portal changes are pushed back."""
+
+
+class ColumnType(StrEnum):
+    """The local type a CRM field is converted to."""
+
+    STRING = "string"
+    TEXT = "text"
+    SFID = "sfid"
+    BOOLEAN = "boolean"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    DATE = "date"
+    DATETIME = "datetime"
+
+
+# The columns every mirrored table has; a mapping may not map a field onto them.
+SYSTEM_COLUMNS = frozenset({"id", "sfid", "system_modstamp", "is_deleted", "synced_at"})
+# The CRM fields every pull reads, whatever the mapping lists.
+SYSTEM_FIELDS = ("Id", "IsDeleted", "SystemModstamp")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One CRM field stored in one column.
+
+    Attributes:
+        crm_name: the field's name in the CRM, as the mapping spells it.
+        column: the local column.
+        type: how the value is converted.
+        reference_to: for references, the CRM object the Id points at.
+        max_length: the column's length limit for strings (None: unlimited).
+        precision: total digits of a decimal column (None: unlimited).
+        scale: digits after the point of a decimal column.
+    """
+
+    crm_name: str
+    column: str
+    type: ColumnType
+    reference_to: str | None = None
+    max_length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+
+    @property
+    def is_reference(self) -> bool:
+        """True for a reference to another CRM record (stored as its sfid)."""
+        return self.reference_to is not None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How one CRM object is mirrored into one local table."""
+
+    name: str
+    crm_object: str
+    table: str
+    fields: tuple[FieldSpec, ...]
+    direction: Direction = Direction.READ
+    filter: str | None = None
+    source: str = "<memory>"
+
+    @property
+    def crm_fields(self) -> list[str]:
+        """Every CRM field a pull selects: the system fields, then the mapped ones."""
+        mapped = [f.crm_name for f in self.fields]
+        lowered = {m.lower() for m in mapped}
+        return [f for f in SYSTEM_FIELDS if f.lower() not in lowered] + mapped
+
+    @property
+    def columns(self) -> list[str]:
+        """The mapped columns, in field order."""
+        return [f.column for f in self.fields]
+
+    def field(self, crm_name: str) -> FieldSpec | None:
+        """The spec of CRM field ``crm_name`` (any letter case), or None."""
+        lowered = crm_name.lower()
+        for spec in self.fields:
+            if spec.crm_name.lower() == lowered:
+                return spec
+        return None
+
+
+@dataclass(frozen=True)
+class MappingSet:
+    """Every mapping of a deployment, by name, in a stable order."""
+
+    mappings: dict[str, Mapping] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Mapping]:
+        return iter(self.mappings.values())
+
+    def __len__(self) -> int:
+        return len(self.mappings)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.mappings
+
+    def __getitem__(self, name: str) -> Mapping:
+        return self.mappings[name]
+
+    @property
+    def names(self) -> list[str]:
+        """Mapping names in load order."""
+        return list(self.mappings)
+
+    def by_table(self, table: str) -> Mapping | None:
+        """The mapping that fills ``table``, or None."""
+        for mapping in self.mappings.values():
+            if mapping.table == table:
+                return mapping
+        return None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a mapping, naming where it is."""
+
+    source: str
+    message: str
+    mapping: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = [self.source]
+        if self.mapping:
+            where.append(f"mapping {self.mapping!r}")
+        if self.field:
+            where.append(f"field {self.field!r}")
+        return f"{': '.join(where)}: {self.message}"
+
+
+class MappingError(Exception):
+    """The mappings cannot be used; the message names file, mapping and field.
+
+    Attributes:
+        problems: every problem found, the first one being the reason of the message.
+    """
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        if len(problems) == 1:
+            text = f"invalid mapping: {problems[0]}"
+        else:
+            text = f"{len(problems)} mapping problems:\n" + "\n".join(f"  {p}" for p in problems)
+        super().__init__(text)

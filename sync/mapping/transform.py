@@ -1,0 +1,272 @@
+"""Pure conversions between CRM records (JSON dicts) and local rows (column dicts).
+
+Nothing here touches the network or the database: tests feed plain dicts. A value that
+cannot be stored faithfully raises :class:`ConversionError` naming the field, so the pull
+records that one record and carries on with the rest of its page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sync.mapping.spec import ColumnType, FieldSpec, Mapping
+
+UTC = dt.UTC
+_SFID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
+# 2026-11-22T10:00:00.000+0000, ...Z, ...+00:00, with or without the fraction.
+_SF_DATETIME = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
+    r"(Z|[+-]\d{2}:?\d{2})$"
+)
+
+
+class ConversionError(ValueError):
+    """A CRM value that cannot be stored in its column.
+
+    Attributes:
+        field: the CRM field name.
+        reason: what is wrong, without the value when it may be sensitive.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+def parse_sf_datetime(text: str) -> dt.datetime:
+    """Parse a Salesforce JSON datetime into an aware UTC datetime.
+
+    Raises:
+        ValueError: ``text`` is not a datetime in one of the forms Salesforce writes.
+    """
+    match = _SF_DATETIME.match(text)
+    if not match:
+        raise ValueError(f"not a datetime: {text!r}")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    micro = int((fraction or "0").ljust(6, "0"))
+    if zone == "Z":
+        tz = UTC
+    else:
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        tz = dt.timezone(sign * offset)
+    value = dt.datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz
+    )
+    return value.astimezone(UTC)
+
+
+def format_sf_datetime(value: dt.datetime) -> str:
+    """Format an aware datetime as Salesforce JSON does: ``2026-11-22T10:00:00.000+0000``.
+
+    Raises:
+        ValueError: ``value`` is naive.
+    """
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}")
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
+
+
+def _to_string(spec: FieldSpec, value: Any) -> str:
+    if not isinstance(value, str):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConversionError(spec.crm_name, f"expected text, got {type(value).__name__}")
+        value = str(value)
+    if spec.max_length is not None and len(value) > spec.max_length:
+        raise ConversionError(
+            spec.crm_name,
+            f"{len(value)} characters do not fit column {spec.column} "
+            f"({spec.max_length} characters)",
+        )
+    return value
+
+
+def _to_sfid(spec: FieldSpec, value: Any) -> str:
+    if not isinstance(value, str) or not _SFID.match(value):
+        raise ConversionError(spec.crm_name, f"not a record Id: {value!r}")
+    return value
+
+
+def _to_boolean(spec: FieldSpec, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConversionError(spec.crm_name, f"expected true or false, got {value!r}")
+
+
+def _to_decimal(spec: FieldSpec, value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ConversionError(spec.crm_name, f"expected a number, got {value!r}")
+    try:
+        number = Decimal(str(value)) if isinstance(value, int | float | str) else None
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite():
+        raise ConversionError(spec.crm_name, f"expected a number, got {value!r}")
+    if spec.scale is not None:
+        # The CRM rounds on write to the field's scale; a double can still carry binary
+        # noise such as 0.30000000000000004, which the column's scale absorbs.
+        number = number.quantize(Decimal(1).scaleb(-spec.scale))
+    if spec.precision is not None:
+        limit = Decimal(10) ** (spec.precision - (spec.scale or 0))
+        if abs(number) >= limit:
+            raise ConversionError(
+                spec.crm_name,
+                f"{number} is too large for column {spec.column} "
+                f"({spec.precision} digits, {spec.scale or 0} after the point)",
+            )
+    return number
+
+
+def _to_integer(spec: FieldSpec, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConversionError(spec.crm_name, f"expected a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+(?:\.0*)?", value):
+        return int(Decimal(value))
+    raise ConversionError(spec.crm_name, f"expected a whole number, got {value!r}")
+
+
+def _to_date(spec: FieldSpec, value: Any) -> dt.date:
+    if not isinstance(value, str):
+        raise ConversionError(spec.crm_name, f"expected a date, got {value!r}")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConversionError(spec.crm_name, f"not a date: {value!r}") from None
+
+
+def _to_datetime(spec: FieldSpec, value: Any) -> dt.datetime:
+    if not isinstance(value, str):
+        raise ConversionError(spec.crm_name, f"expected a datetime, got {value!r}")
+    try:
+        return parse_sf_datetime(value)
+    except ValueError:
+        raise ConversionError(spec.crm_name, f"not a datetime: {value!r}") from None
+
+
+_CONVERTERS = {
+    ColumnType.STRING: _to_string,
+    ColumnType.TEXT: _to_string,
+    ColumnType.SFID: _to_sfid,
+    ColumnType.BOOLEAN: _to_boolean,
+    ColumnType.INTEGER: _to_integer,
+    ColumnType.DECIMAL: _to_decimal,
+    ColumnType.DATE: _to_date,
+    ColumnType.DATETIME: _to_datetime,
+}
+
+
+def convert_value(spec: FieldSpec, value: Any) -> Any:
+    """Convert one CRM JSON value for ``spec``'s column; None stays None.
+
+    Raises:
+        ConversionError: the value cannot be stored faithfully.
+    """
+    if value is None:
+        return None
+    return _CONVERTERS[spec.type](spec, value)
+
+
+def _get(record: dict[str, Any], name: str) -> Any:
+    """``record[name]``, tolerating a letter case other than the mapping's."""
+    if name in record:
+        return record[name]
+    lowered = name.lower()
+    for key, value in record.items():
+        if key.lower() == lowered:
+            return value
+    raise KeyError(name)
+
+
+def record_id(record: dict[str, Any]) -> str | None:
+    """The record's Id, or None when it has none."""
+    try:
+        value = _get(record, "Id")
+    except KeyError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def record_to_row(
+    mapping: Mapping, record: dict[str, Any], synced_at: dt.datetime
+) -> dict[str, Any]:
+    """The local row for a CRM record of ``mapping``'s object.
+
+    The row has every mapped column plus ``sfid``, ``system_modstamp``, ``is_deleted``
+    (queryAll's IsDeleted: a tombstone) and ``synced_at``.
+
+    Raises:
+        ConversionError: the record lacks a field or a value cannot be stored.
+    """
+    sfid = record_id(record)
+    if sfid is None or not _SFID.match(sfid):
+        raise ConversionError("Id", f"not a record Id: {sfid!r}")
+    try:
+        modstamp_raw = _get(record, "SystemModstamp")
+    except KeyError:
+        raise ConversionError("SystemModstamp", "missing from the record") from None
+    if not isinstance(modstamp_raw, str):
+        raise ConversionError("SystemModstamp", f"not a datetime: {modstamp_raw!r}")
+    try:
+        modstamp = parse_sf_datetime(modstamp_raw)
+    except ValueError:
+        raise ConversionError("SystemModstamp", f"not a datetime: {modstamp_raw!r}") from None
+    try:
+        deleted = _get(record, "IsDeleted")
+    except KeyError:
+        deleted = False  # `query` (not queryAll) rows are live by definition
+    row: dict[str, Any] = {
+        "sfid": sfid,
+        "system_modstamp": modstamp,
+        "is_deleted": bool(deleted),
+        "synced_at": synced_at,
+    }
+    for spec in mapping.fields:
+        try:
+            value = _get(record, spec.crm_name)
+        except KeyError:
+            raise ConversionError(spec.crm_name, "missing from the record") from None
+        row[spec.column] = convert_value(spec, value)
+    return row
+
+
+def value_to_crm(spec: FieldSpec, value: Any) -> Any:
+    """Convert a column value back to the CRM's JSON form."""
+    if value is None:
+        return None
+    if spec.type is ColumnType.DATETIME:
+        return format_sf_datetime(value)
+    if spec.type is ColumnType.DATE:
+        return value.isoformat()
+    if spec.type is ColumnType.DECIMAL:
+        return float(value)
+    return value
+
+
+def row_to_record(
+    mapping: Mapping, row: dict[str, Any], columns: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """The CRM field values for a local row (only ``columns`` when given).
+
+    Columns the mapping does not know are ignored; ``sfid`` and the other system columns
+    are never written back.
+    """
+    wanted = set(columns) if columns is not None else None
+    record: dict[str, Any] = {}
+    for spec in mapping.fields:
+        if spec.column not in row or (wanted is not None and spec.column not in wanted):
+            continue
+        record[spec.crm_name] = value_to_crm(spec, row[spec.column])
+    return record

@@ -1,0 +1,531 @@
+"""The pull: read each mapping's window from the CRM and store it, page by page.
+
+Per page, in ONE transaction: the converted rows are upserted (unchanged rows are not
+written), records that failed to convert are recorded, and the watermark moves to the
+newest SystemModstamp of the page. A process killed at any instant therefore leaves the
+rows and the watermark consistent, and the next pass re-reads from the watermark (minus
+the lookback) without losing or duplicating anything. The next page is fetched while the
+current one is stored (:class:`~sync.pull.pages.Prefetcher`).
+
+Records that failed to convert are read again by Id on later passes (with a backoff,
+see :func:`sync.pull.window.retry_due`), and by the normal window whenever they change
+in the CRM.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from sync.context import SyncContext
+from sync.crm.errors import (
+    CrmConfigurationError,
+    CrmError,
+    LoginError,
+    RequestLimitExceededError,
+    TransientCrmError,
+)
+from sync.crm.soql import and_, id_in, modstamp_window, select
+from sync.db import repo
+from sync.mapping.spec import Mapping
+from sync.mapping.transform import ConversionError, parse_sf_datetime, record_id, record_to_row
+from sync.pull.idle import RETRY_BASE, RETRY_CAP, changed_mappings
+from sync.pull.pages import Prefetcher
+from sync.pull.reconcile import reconcile_mapping
+from sync.pull.result import Outcome, PassResult, Progress, ReconcileResult
+from sync.pull.window import Window, advance_watermark, plan_window, retry_due
+
+logger = logging.getLogger("sync.pull")
+
+ProgressCallback = Callable[[Progress], None]
+
+# Ids per query when records are fetched again by Id (keeps the SOQL under 5,000 chars).
+_IDS_PER_QUERY = 200
+# Pages waiting in memory while the current one is stored.
+_PREFETCH_DEPTH = 2
+
+
+@dataclass
+class ConvertedPage:
+    """One page of CRM records, converted.
+
+    Attributes:
+        rows: the rows to upsert.
+        failed: sfid -> reason, for records that could not be converted.
+        newest: the newest SystemModstamp among all the page's records.
+        unreadable: records without a usable Id (logged, cannot be recorded).
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    newest: dt.datetime | None = None
+    unreadable: int = 0
+
+
+def convert_page(
+    mapping: Mapping, records: Sequence[dict[str, Any]], synced_at: dt.datetime
+) -> ConvertedPage:
+    """Convert a page of records; a record that fails is set aside, the rest proceed."""
+    page = ConvertedPage()
+    for record in records:
+        stamp = record.get("SystemModstamp")
+        if isinstance(stamp, str):
+            try:
+                modstamp = parse_sf_datetime(stamp)
+            except ValueError:
+                pass
+            else:
+                if page.newest is None or modstamp > page.newest:
+                    page.newest = modstamp
+        try:
+            page.rows.append(record_to_row(mapping, record, synced_at))
+        except ConversionError as exc:
+            sfid = record_id(record)
+            if sfid is None:
+                page.unreadable += 1
+                logger.error("%s: a record without an Id: %s", mapping.name, exc)
+            else:
+                page.failed[sfid] = str(exc)
+    return page
+
+
+@dataclass
+class _Run:
+    mapping: Mapping
+    table: Table
+    pass_id: int
+    window: Window
+    watermark: dt.datetime | None
+    started: float
+    api_calls_at_start: int
+    error_sfids: set[str]
+    records: int = 0
+    failed: int = 0
+    seen: set[str] = field(default_factory=set)
+
+
+def _store_page(ctx: SyncContext, run: _Run, page: ConvertedPage, *, advance: bool) -> None:
+    """Write one converted page, its record errors and the watermark, atomically."""
+    now = ctx.now()
+    with ctx.engine.begin() as conn:
+        repo.upsert_rows(conn, run.table, page.rows)
+        if page.failed:
+            repo.save_record_errors(conn, run.mapping.name, page.failed, now=now)
+        fixed = [row["sfid"] for row in page.rows if row["sfid"] in run.error_sfids]
+        if fixed:
+            repo.clear_record_errors(conn, run.mapping.name, fixed)
+            run.error_sfids.difference_update(fixed)
+        run.error_sfids.update(page.failed)
+        if advance:
+            watermark = advance_watermark(run.watermark, page.newest, run.window)
+            if watermark != run.watermark:
+                repo.save_state(conn, run.mapping.name, now, watermark=watermark)
+                run.watermark = watermark
+        repo.pass_progress(
+            conn, run.pass_id, run.records, ctx.crm.api_calls - run.api_calls_at_start
+        )
+
+
+def window_soql(mapping: Mapping, window: Window) -> str:
+    """The query of a pass: the mapping's fields over the window, oldest first."""
+    return select(
+        mapping.crm_object,
+        mapping.crm_fields,
+        where=and_(mapping.filter, modstamp_window(window.since, window.until)),
+        order_by=["SystemModstamp", "Id"],
+    )
+
+
+def _read_window(ctx: SyncContext, run: _Run, progress: ProgressCallback | None) -> None:
+    soql = window_soql(run.mapping, run.window)
+    batch = ctx.settings.pull_batch_size
+    total: int | None = None
+
+    def pages() -> Any:
+        return ctx.crm.query_pages(soql, include_deleted=True, batch_size=batch)
+
+    with Prefetcher(pages, depth=_PREFETCH_DEPTH, name=run.mapping.name) as prefetched:
+        for page in prefetched:
+            if total is None:
+                total = page.total_size
+            converted = convert_page(run.mapping, page.records, ctx.now())
+            run.records += len(page.records)
+            run.failed += len(converted.failed)
+            run.seen.update(row["sfid"] for row in converted.rows)
+            run.seen.update(converted.failed)
+            _store_page(ctx, run, converted, advance=True)
+            if progress is not None:
+                progress(
+                    Progress(run.mapping.name, run.records, total, time.monotonic() - run.started)
+                )
+
+
+def _retry_failed_records(ctx: SyncContext, run: _Run, now: dt.datetime) -> None:
+    """Fetch records that failed before (and were not read by this pass) by Id."""
+    with ctx.engine.connect() as conn:
+        errors = repo.record_errors(conn, run.mapping.name)
+    due = [
+        e.sfid
+        for e in errors
+        if e.sfid not in run.seen
+        and retry_due(e.last_seen, e.attempts, now=now, base=RETRY_BASE, cap=RETRY_CAP)
+    ]
+    for start in range(0, len(due), _IDS_PER_QUERY):
+        chunk = due[start : start + _IDS_PER_QUERY]
+        soql = select(
+            run.mapping.crm_object,
+            run.mapping.crm_fields,
+            where=and_(run.mapping.filter, id_in(chunk)),
+        )
+        records = ctx.crm.query_all(soql, include_deleted=True)
+        converted = convert_page(run.mapping, records, ctx.now())
+        run.records += len(records)
+        run.failed += len(converted.failed)
+        returned = {record_id(r) for r in records}
+        gone = [sfid for sfid in chunk if sfid not in returned]
+        # Not advancing the watermark: these records are older than the window.
+        _store_page(ctx, run, converted, advance=False)
+        if gone:
+            # Purged from the CRM (or no longer matching the filter): nothing to retry.
+            with ctx.engine.begin() as conn:
+                repo.clear_record_errors(conn, run.mapping.name, gone)
+                repo.tombstone(conn, run.table, gone, now=ctx.now())
+            run.error_sfids.difference_update(gone)
+
+
+def _result(
+    run: _Run | None,
+    name: str,
+    outcome: Outcome,
+    *,
+    started_at: dt.datetime,
+    finished_at: dt.datetime,
+    api_calls: int,
+    error: str | None = None,
+    watermark: dt.datetime | None = None,
+) -> PassResult:
+    return PassResult(
+        mapping=name,
+        outcome=outcome,
+        records=run.records if run else 0,
+        api_calls=api_calls,
+        error=error,
+        watermark=run.watermark if run else watermark,
+        started_at=started_at,
+        finished_at=finished_at,
+        record_errors=run.failed if run else 0,
+        full=run.window.full if run else False,
+    )
+
+
+def pull_mapping(
+    ctx: SyncContext,
+    name: str,
+    *,
+    full: bool = False,
+    now: dt.datetime | None = None,
+    progress: ProgressCallback | None = None,
+) -> PassResult:
+    """One pass of one mapping: read its window and store it.
+
+    Args:
+        ctx: the context.
+        name: the mapping.
+        full: read everything instead of the window after the watermark.
+        now: the pass's start (default: the context's clock).
+        progress: called after each stored page.
+
+    Returns:
+        The pass's result. CRM and database failures end the pass with outcome FAILED
+        (or LIMIT_EXCEEDED) rather than raising; what was committed before stays.
+
+    Raises:
+        KeyError: no such mapping.
+    """
+    return _pull(ctx, name, full=full, now=now, progress=progress)[0]
+
+
+def _pull(
+    ctx: SyncContext,
+    name: str,
+    *,
+    full: bool,
+    now: dt.datetime | None,
+    progress: ProgressCallback | None,
+) -> tuple[PassResult, BaseException | None]:
+    """:func:`pull_mapping`, also returning the exception that ended the pass, if any."""
+    mapping = ctx.mapping(name)
+    table = repo.mirrored_table(mapping.table)
+    started_at = now or ctx.now()
+    calls_at_start = ctx.crm.api_calls
+    with ctx.engine.begin() as conn:
+        state = repo.get_state(conn, name)
+        if state.paused:
+            paused = _result(
+                None,
+                name,
+                Outcome.PAUSED,
+                started_at=started_at,
+                finished_at=started_at,
+                api_calls=0,
+                watermark=state.watermark,
+            )
+            return paused, None
+        window = plan_window(
+            state.watermark,
+            now=started_at,
+            lookback=dt.timedelta(seconds=ctx.settings.lookback_seconds),
+            full=full,
+            crm_time=ctx.crm_time_hints.pop(name, None),
+        )
+        pass_id = repo.begin_pass(conn, name, "full" if window.full else "incremental", started_at)
+        error_sfids = {e.sfid for e in repo.record_errors(conn, name)}
+    run = _Run(
+        mapping=mapping,
+        table=table,
+        pass_id=pass_id,
+        window=window,
+        watermark=state.watermark,
+        started=time.monotonic(),
+        api_calls_at_start=calls_at_start,
+        error_sfids=error_sfids,
+    )
+    outcome, error = Outcome.OK, None
+    failure: BaseException | None = None
+    try:
+        _read_window(ctx, run, progress)
+        _retry_failed_records(ctx, run, started_at)
+    except RequestLimitExceededError as exc:
+        outcome, error, failure = (
+            Outcome.LIMIT_EXCEEDED,
+            f"the CRM's API request limit is spent: {exc}",
+            exc,
+        )
+    except (CrmError, CrmConfigurationError) as exc:
+        outcome, error, failure = Outcome.FAILED, str(exc), exc
+    except SQLAlchemyError as exc:
+        outcome, error, failure = (
+            Outcome.FAILED,
+            f"database error: {type(exc).__name__}: {exc}",
+            exc,
+        )
+    except BaseException:
+        _close_pass(ctx, run, Outcome.FAILED, "interrupted", started_at)
+        raise
+    if outcome is not Outcome.OK:
+        logger.warning("pull of %s stopped: %s", name, error)
+    return _close_pass(ctx, run, outcome, error, started_at), failure
+
+
+def _close_pass(
+    ctx: SyncContext, run: _Run, outcome: Outcome, error: str | None, started_at: dt.datetime
+) -> PassResult:
+    finished_at = ctx.now()
+    api_calls = ctx.crm.api_calls - run.api_calls_at_start
+    history_outcome = "interrupted" if error == "interrupted" else outcome.value
+    try:
+        with ctx.engine.begin() as conn:
+            repo.finish_pass(
+                conn,
+                run.pass_id,
+                outcome=history_outcome,
+                records=run.records,
+                api_calls=api_calls,
+                error=error,
+                finished_at=finished_at,
+            )
+            values: dict[str, Any] = {"last_outcome": history_outcome, "last_error": error}
+            if outcome is Outcome.OK:
+                values["last_pass_finished_at"] = finished_at
+            repo.save_state(conn, run.mapping.name, finished_at, **values)
+    except SQLAlchemyError as exc:
+        # The database is what failed: the pass row stays "running" and is closed as
+        # interrupted by the next pass.
+        logger.error("could not record the end of the %s pass: %s", run.mapping.name, exc)
+        if outcome is Outcome.OK:
+            outcome, error = Outcome.FAILED, f"database error: {exc}"
+    return _result(
+        run,
+        run.mapping.name,
+        outcome,
+        started_at=started_at,
+        finished_at=finished_at,
+        api_calls=api_calls,
+        error=error,
+    )
+
+
+# Failures after which the other mappings would fail the same way: stop the whole run.
+_STOP_ALL = (RequestLimitExceededError, TransientCrmError, LoginError, CrmConfigurationError)
+
+
+def _not_attempted(
+    ctx: SyncContext,
+    names: Sequence[str],
+    outcome: Outcome,
+    error: str,
+    started_at: dt.datetime,
+) -> list[PassResult]:
+    now = ctx.now()
+    results = []
+    with ctx.engine.begin() as conn:
+        for name in names:
+            state = repo.get_state(conn, name)
+            repo.save_state(conn, name, now, last_outcome=outcome.value, last_error=error)
+            results.append(
+                _result(
+                    None,
+                    name,
+                    outcome,
+                    started_at=started_at,
+                    finished_at=now,
+                    api_calls=0,
+                    error=error,
+                    watermark=state.watermark,
+                )
+            )
+    return results
+
+
+def _mark_unchanged(
+    ctx: SyncContext, names: Sequence[str], started_at: dt.datetime, api_calls: int
+) -> list[PassResult]:
+    now = ctx.now()
+    results = []
+    with ctx.engine.begin() as conn:
+        states = repo.all_states(conn)
+        for i, name in enumerate(names):
+            state = states.get(name)
+            if state is not None and state.paused:
+                results.append(
+                    _result(
+                        None,
+                        name,
+                        Outcome.PAUSED,
+                        started_at=started_at,
+                        finished_at=now,
+                        api_calls=0,
+                        watermark=state.watermark,
+                    )
+                )
+                continue
+            repo.save_state(
+                conn,
+                name,
+                now,
+                last_pass_started_at=started_at,
+                last_pass_finished_at=now,
+                last_outcome=Outcome.UNCHANGED.value,
+                last_error=None,
+            )
+            results.append(
+                _result(
+                    None,
+                    name,
+                    Outcome.UNCHANGED,
+                    started_at=started_at,
+                    finished_at=now,
+                    # The idle check's calls are shared; they are counted on the first.
+                    api_calls=api_calls if i == 0 else 0,
+                    watermark=state.watermark if state else None,
+                )
+            )
+    return results
+
+
+def pull_all(
+    ctx: SyncContext,
+    *,
+    names: Sequence[str] | None = None,
+    full: bool = False,
+    reconcile: bool = False,
+    now: dt.datetime | None = None,
+    progress: ProgressCallback | None = None,
+    on_result: Callable[[PassResult], None] | None = None,
+) -> list[PassResult]:
+    """One pass over the mappings (``names``, default all), in mapping order.
+
+    Incremental passes first ask the CRM which mappings changed
+    (:func:`~sync.pull.idle.changed_mappings`) and read only those; the others end
+    UNCHANGED. A full pass reads every mapping. REQUEST_LIMIT_EXCEEDED, an unreachable
+    CRM or a refused login stop the run: the mappings not yet pulled get the same
+    outcome without being attempted.
+
+    Args:
+        ctx: the context.
+        names: the mappings to pull (default: all).
+        full: reload instead of reading the windows after the watermarks.
+        reconcile: afterwards, compare each mapping's Ids with the CRM's and tombstone
+            rows whose CRM record is gone (:func:`~sync.pull.reconcile.reconcile_mapping`).
+        now: the run's start (default: the context's clock).
+        progress: called after each stored page.
+        on_result: called with each mapping's result as soon as it is known.
+
+    Returns:
+        One result per mapping, in mapping order (with its reconcile result attached
+        when asked).
+
+    Raises:
+        KeyError: an unknown mapping name.
+    """
+    started_at = now or ctx.now()
+    selected = list(names) if names is not None else ctx.mappings.names
+    for name in selected:
+        ctx.mapping(name)
+    results: dict[str, PassResult] = {}
+
+    def done(result: PassResult) -> None:
+        results[result.mapping] = result
+        if on_result is not None:
+            on_result(result)
+
+    to_pull = selected
+    if not full:
+        calls = ctx.crm.api_calls
+        try:
+            to_pull = changed_mappings(ctx, selected, now=started_at)
+        except _STOP_ALL as exc:
+            outcome = (
+                Outcome.LIMIT_EXCEEDED
+                if isinstance(exc, RequestLimitExceededError)
+                else Outcome.FAILED
+            )
+            for result in _not_attempted(ctx, selected, outcome, str(exc), started_at):
+                done(result)
+            return [results[n] for n in selected]
+        except CrmError as exc:
+            logger.warning("idle check failed (%s); pulling every mapping", exc)
+            to_pull = selected
+        unchanged = [n for n in selected if n not in to_pull]
+        for result in _mark_unchanged(ctx, unchanged, started_at, ctx.crm.api_calls - calls):
+            done(result)
+
+    stop: tuple[Outcome, str] | None = None
+    for name in to_pull:
+        if stop is not None:
+            for result in _not_attempted(ctx, [name], stop[0], stop[1], started_at):
+                done(result)
+            continue
+        result, failure = _pull(ctx, name, full=full, now=None, progress=progress)
+        done(result)
+        if isinstance(failure, _STOP_ALL):
+            stop = (result.outcome, f"not attempted: {result.error}")
+
+    ordered = [results[n] for n in selected]
+    if reconcile and stop is None:
+        ordered = [_with_reconcile(ctx, r) for r in ordered]
+    return ordered
+
+
+def _with_reconcile(ctx: SyncContext, result: PassResult) -> PassResult:
+    if result.outcome not in (Outcome.OK, Outcome.UNCHANGED):
+        return result
+    reconciled: ReconcileResult = reconcile_mapping(ctx, result.mapping)
+    return replace(result, reconciled=reconciled)

@@ -1,0 +1,289 @@
+"""The sandbox's web application (Starlette): login, the REST API and the test hooks.
+
+Request flow for ``/services/data/vXX.X/...``: injected latency, then the session check
+(401 INVALID_SESSION_ID), then the daily limit (403 REQUEST_LIMIT_EXCEEDED, not
+counted), then the call is counted, then an injected fault may answer instead (counted:
+it reached the API, as a real lock timeout does), then the resource runs in a worker
+thread (SQLite work never blocks the event loop). Logins are not API calls (Salesforce
+does not count them against ``DailyApiRequests``) and faults do not apply to them; the
+statistics still list them under ``login``. ``/_sandbox/*`` hooks need no session and
+are never counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sync.sandbox import auth
+from sync.sandbox.composite import Composite
+from sync.sandbox.config import SandboxConfig
+from sync.sandbox.errors import ApiError, invalid_session, limit_exceeded, not_found
+from sync.sandbox.limits import ApiUsage, Faults, Stats
+from sync.sandbox.queries import LocatorCache, QueryService
+from sync.sandbox.rest import ApiRequest, ApiResponse, RestApi, endpoint_of, parse_version
+from sync.sandbox.schema import load_schema
+from sync.sandbox.seed import seed
+from sync.sandbox.store import Store
+
+log = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json;charset=UTF-8"
+ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"]
+
+
+class Sandbox:
+    """Everything one sandbox holds: data, sessions, usage, faults and statistics."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.schema = load_schema()
+        self.store = Store(self.schema, db_path=config.db_path, retention=config.retention)
+        self.locators = LocatorCache()
+        self.queries = QueryService(self.store, self.schema, self.locators)
+        self.usage = ApiUsage(config.daily_limit)
+        self.api = RestApi(self.store, self.schema, self.queries, self.usage)
+        Composite(self.api, self.store)
+        self.sessions = auth.SessionStore(config.session_ttl)
+        self.credentials = auth.Credentials(
+            username=config.username,
+            password=config.password,
+            security_token=config.security_token,
+            client_id=config.client_id,
+            client_secret=config.client_secret,
+        )
+        self.faults = Faults()
+        self.stats = Stats()
+
+    def start(self) -> dict[str, int]:
+        """Seed an empty database when asked to, and remember the state for resets.
+
+        Returns:
+            Records created per object (empty when nothing was seeded).
+        """
+        counts: dict[str, int] = {}
+        if self.config.seed > 0 and self.store.is_empty():
+            counts = seed(self.store, self.config.seed, self.config.seed_random)
+        self.store.take_snapshot()
+        return counts
+
+    def reset(self) -> None:
+        """Back to the state at startup: data, locators, faults, usage and statistics.
+
+        Sessions stay valid: a reset is about data, and clients keep their login.
+        """
+        self.store.restore_snapshot()
+        self.locators.clear()
+        self.faults.clear()
+        self.usage.daily_limit = self.config.daily_limit
+        self.usage.reset()
+        self.stats.reset()
+
+    def reseed(self, accounts: int, random_seed: int) -> dict[str, int]:
+        """Replace all data with ``accounts`` freshly generated accounts."""
+        self.store.wipe()
+        self.locators.clear()
+        return seed(self.store, accounts, random_seed)
+
+    def close(self) -> None:
+        """Release the database."""
+        self.store.close()
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+def _json(
+    sandbox: Sandbox, status: int, body: Any, headers: dict[str, str] | None = None
+) -> Response:
+    out = {"Sforce-Limit-Info": sandbox.usage.header()}
+    if headers:
+        out.update(headers)
+    if body is None:
+        return Response(status_code=status, headers=out)
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON_TYPE, headers=out)
+
+
+def _error(sandbox: Sandbox, exc: ApiError) -> Response:
+    return _json(sandbox, exc.status, exc.body())
+
+
+def _xml(body: str, status: int) -> Response:
+    return Response(body, status_code=status, media_type="text/xml;charset=UTF-8")
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+# -- application -------------------------------------------------------------------------
+
+
+def create_app(sandbox: Sandbox) -> Starlette:
+    """The ASGI application serving ``sandbox``."""
+
+    async def soap_login(request: Request) -> Response:
+        sandbox.stats.record("login", api_call=False)
+        version = request.path_params["version"]
+        username, password = auth.parse_soap_login(await request.body())
+        if not sandbox.credentials.password_ok(username, password):
+            return _xml(auth.soap_fault(), 500)
+        token = sandbox.sessions.issue()
+        body = auth.soap_login_response(token, _base_url(request), version, sandbox.sessions.ttl)
+        return _xml(body, 200)
+
+    async def oauth_token(request: Request) -> Response:
+        sandbox.stats.record("login", api_call=False)
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        status, body = auth.oauth_token(
+            form,
+            request.headers.get("authorization"),
+            sandbox.credentials,
+            sandbox.sessions,
+            _base_url(request),
+        )
+        return Response(orjson.dumps(body), status_code=status, media_type=JSON_TYPE)
+
+    async def versions(request: Request) -> Response:
+        from sync.sandbox.rest import versions as version_list
+
+        return _json(sandbox, 200, version_list())
+
+    async def data(request: Request) -> Response:
+        version = parse_version(request.path_params["version"])
+        if version is None:
+            return _error(sandbox, not_found())
+        if sandbox.faults.latency_ms:
+            await asyncio.sleep(sandbox.faults.latency_ms / 1000.0)
+        if not sandbox.sessions.check(auth.bearer_token(request.headers.get("authorization"))):
+            return _error(sandbox, invalid_session())
+        path = request.path_params.get("path", "")
+        endpoint = endpoint_of(path)
+        if not sandbox.usage.try_count():
+            sandbox.stats.record(endpoint, api_call=False)
+            return _error(sandbox, limit_exceeded())
+        sandbox.stats.record(endpoint, api_call=True)
+        fault = sandbox.faults.draw()
+        if fault is not None:
+            return _error(sandbox, fault)
+        api_request = ApiRequest(
+            method=request.method,
+            path=path,
+            version=version,
+            params=dict(request.query_params),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=await request.body(),
+        )
+        answer = await run_in_threadpool(_run, api_request)
+        return _json(sandbox, answer.status, answer.body, answer.headers)
+
+    def _run(api_request: ApiRequest) -> ApiResponse:
+        sandbox.store.maybe_purge()
+        return sandbox.api.handle(api_request)
+
+    # -- test hooks --------------------------------------------------------------------
+
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            sandbox.faults.clear()
+            sandbox.usage.daily_limit = sandbox.config.daily_limit
+        elif request.method == "POST":
+            try:
+                spec = orjson.loads(await request.body() or b"{}")
+                if not isinstance(spec, dict):
+                    raise ValueError("the body must be a JSON object")
+                sandbox.faults.configure(spec)
+                if "daily_limit" in spec:
+                    limit = int(spec["daily_limit"])
+                    if limit < 0:
+                        raise ValueError("daily_limit must not be negative")
+                    sandbox.usage.daily_limit = limit
+            except (ValueError, TypeError) as exc:
+                return _json(sandbox, 400, {"error": str(exc)})
+        return _json(sandbox, 200, sandbox.faults.describe(sandbox.usage.daily_limit))
+
+    async def expire_sessions(request: Request) -> Response:
+        return _json(sandbox, 200, {"expired": sandbox.sessions.expire_all()})
+
+    async def reset(request: Request) -> Response:
+        await run_in_threadpool(sandbox.reset)
+        return _json(sandbox, 200, {"reset": True})
+
+    async def stats(request: Request) -> Response:
+        body = sandbox.stats.snapshot()
+        body["api_usage"] = {"used": sandbox.usage.used, "max": sandbox.usage.daily_limit}
+        body["locators"] = len(sandbox.locators)
+        return _json(sandbox, 200, body)
+
+    async def reseed(request: Request) -> Response:
+        try:
+            spec = orjson.loads(await request.body() or b"{}")
+            accounts = int(spec.get("accounts", sandbox.config.seed))
+            random_seed = int(spec.get("random", sandbox.config.seed_random))
+            if accounts < 0:
+                raise ValueError("accounts must not be negative")
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _json(sandbox, 400, {"error": str(exc)})
+        started = time.perf_counter()
+        counts = await run_in_threadpool(sandbox.reseed, accounts, random_seed)
+        return _json(
+            sandbox,
+            200,
+            {
+                "accounts": accounts,
+                "records": sum(counts.values()),
+                "by_object": counts,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    async def unknown(request: Request) -> Response:
+        return _error(sandbox, not_found())
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 405:
+            return _error(
+                sandbox,
+                ApiError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not allowed"),
+            )
+        if status == 404:
+            return _error(sandbox, not_found())
+        return _error(sandbox, ApiError(status, "UNKNOWN_EXCEPTION", str(exc)))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("sandbox request failed: %s %s", request.method, request.url.path)
+        return _error(
+            sandbox,
+            ApiError(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please try again."),
+        )
+
+    routes = [
+        Route("/services/Soap/u/{version}", soap_login, methods=["POST"]),
+        Route("/services/oauth2/token", oauth_token, methods=["POST"]),
+        Route("/services/data", versions, methods=["GET"]),
+        Route("/services/data/", versions, methods=["GET"]),
+        Route("/services/data/{version}", data, methods=ALL_METHODS),
+        Route("/services/data/{version}/{path:path}", data, methods=ALL_METHODS),
+        Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/expire-sessions", expire_sessions, methods=["POST"]),
+        Route("/_sandbox/reset", reset, methods=["POST"]),
+        Route("/_sandbox/stats", stats, methods=["GET"]),
+        Route("/_sandbox/seed", reseed, methods=["POST"]),
+        Route("/{path:path}", unknown, methods=ALL_METHODS),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )

@@ -1,0 +1,106 @@
+"""Timestamps of the sandbox: Salesforce's JSON datetime format and a modstamp clock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+Now = Callable[[], datetime]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(ms: int) -> datetime:
+    """The aware UTC datetime ``ms`` milliseconds after the epoch."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def format_ms(ms: int) -> str:
+    """Salesforce's JSON datetime, e.g. ``2026-11-22T10:00:00.000+0000``."""
+    moment = from_ms(ms)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}+0000"
+
+
+def format_datetime(moment: datetime) -> str:
+    """Salesforce's JSON datetime of an aware datetime (millisecond precision)."""
+    return format_ms(to_ms(moment))
+
+
+def parse_datetime(text: str) -> datetime | None:
+    """An aware datetime from ISO 8601 text (``Z``, ``+hh:mm``, ``+hhmm``), or None."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.astimezone(UTC)
+
+
+def parse_http_date(text: str) -> datetime | None:
+    """An aware datetime from an HTTP date (``If-Unmodified-Since``) or ISO 8601 text."""
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return parse_datetime(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+class ModstampClock:
+    """Millisecond timestamps that strictly increase across all writes.
+
+    Salesforce's ``SystemModstamp`` is what incremental readers page on, so two writes
+    never share one: when the wall clock has not moved on by a millisecond since the
+    previous stamp, the stamp is the previous one plus 1 ms. Under more than 1000 writes
+    a second the stamps therefore run slightly ahead of the wall clock, and fall back in
+    step once the rate drops.
+    """
+
+    def __init__(self, now: Now = utc_now) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def observe(self, ms: int) -> None:
+        """Never hand out a stamp at or before ``ms`` (stamps already stored)."""
+        with self._lock:
+            self._last = max(self._last, ms)
+
+    def wall_ms(self) -> int:
+        """The wall clock in milliseconds (not a stamp: may repeat)."""
+        return to_ms(self._now())
+
+    def now(self) -> datetime:
+        """The wall clock."""
+        return self._now()
+
+    def next_ms(self) -> int:
+        """A fresh stamp, later than every stamp before it."""
+        with self._lock:
+            self._last = max(self._last + 1, to_ms(self._now()))
+            return self._last
+
+    def block(self, count: int, *, end_ms: int | None = None) -> int:
+        """Reserve ``count`` consecutive stamps; returns the first.
+
+        With ``end_ms`` the block ends there (or just after the last stamp handed out,
+        whichever is later): seeding uses it to place bulk-created records in the past.
+        """
+        with self._lock:
+            end = to_ms(self._now()) if end_ms is None else end_ms
+            first = max(self._last + 1, end - count + 1)
+            self._last = first + count - 1
+            return first

@@ -1,0 +1,40 @@
+"""How a sandbox is set up: address, storage, seed, credentials and limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class SandboxConfig:
+    """Settings of one sandbox CRM.
+
+    Attributes:
+        host: interface to listen on.
+        port: TCP port; 0 picks a free one.
+        db_path: SQLite file to persist to; None keeps the data in memory.
+        seed: accounts to generate at startup (only into an empty database).
+        seed_random: seed of the generated data (same value, same data).
+        username: the one user's login.
+        password: its password.
+        security_token: appended to the password at login, as Salesforce requires.
+        session_ttl: seconds a session lives without use.
+        daily_limit: API requests allowed over a rolling 24 hours.
+        retention: seconds a deleted record stays in queryAll before it is purged.
+        client_id: OAuth consumer key of the connected app.
+        client_secret: OAuth consumer secret of the connected app.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    db_path: str | None = None
+    seed: int = 0
+    seed_random: int = 1
+    username: str = "admin@sandbox.local"
+    password: str = "sandbox"  # noqa: S105 - the sandbox's published test login
+    security_token: str = "sandbox-token"  # noqa: S105
+    session_ttl: float = 7200.0
+    daily_limit: int = 100_000
+    retention: float = 15 * 86400.0
+    client_id: str = "billing-sync"
+    client_secret: str = "sandbox-secret"  # noqa: S105

@@ -1,0 +1,660 @@
+"""The sandbox's records: one SQLite database, one table per object.
+
+Each object's table is named exactly like the object and has one column per field (the
+DDL and the value encodings are :mod:`sync.sandbox.tables` and :mod:`sync.sandbox.values`).
+Query locators remember rows by ``rowid``; new rows get row numbers above every number
+handed out since the process started, so a purged record's number is never reused while
+a locator may still point at it.
+
+All access goes through one connection guarded by one re-entrant lock; a unit of work is
+``with store.transaction():`` (nested ones become savepoints, so a failing record inside
+an all-or-none batch rolls back the whole batch and nothing else).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sync.sandbox import ids
+from sync.sandbox.clock import ModstampClock, format_ms, parse_datetime, to_ms
+from sync.sandbox.errors import ApiError, entity_deleted, not_found
+from sync.sandbox.schema import FieldDef, ObjectDef, Schema
+from sync.sandbox.tables import column_type, create_index_sql, create_table_sql
+from sync.sandbox.values import FieldValueError, sqlite_value_from_json
+
+ROW_COLUMN = "rowid"
+_PURGE_EVERY = 1.0  # seconds between checks for deleted records past retention
+
+Record = dict[str, Any]
+
+
+def quote(name: str) -> str:
+    """A double-quoted SQL identifier (names come from the schema, never from requests)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class MultipleMatches(Exception):
+    """An external Id value matches several records (upsert answers 300)."""
+
+    def __init__(self, record_ids: list[str]) -> None:
+        super().__init__(f"{len(record_ids)} records match")
+        self.record_ids = record_ids
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a create, update or upsert did."""
+
+    id: str
+    created: bool
+
+
+class Store:
+    """The sandbox's database: tables per object, transactions, validated writes.
+
+    Args:
+        schema: the objects and fields.
+        db_path: SQLite file to persist to; None keeps everything in memory.
+        clock: the modstamp clock (tests pass one with a frozen ``now``).
+        retention: seconds a deleted record stays queryable with queryAll before purge.
+    """
+
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        db_path: str | None = None,
+        clock: ModstampClock | None = None,
+        retention: float = 15 * 86400.0,
+    ) -> None:
+        self.schema = schema
+        self.db_path = db_path
+        self.clock = clock or ModstampClock()
+        self.retention = retention
+        self.ids = ids.IdAllocator()
+        self.lock = threading.RLock()
+        self._depth = 0
+        self._last_purge = 0.0
+        self._snapshot: tuple[sqlite3.Connection, dict[str, int]] | None = None
+        self.conn = sqlite3.connect(
+            db_path or ":memory:", check_same_thread=False, isolation_level=None
+        )
+        if db_path:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        self._children = self._child_references()
+        self._next_row: dict[str, int] = {}
+        self.create_tables()
+        self._observe_existing()
+
+    # -- schema -------------------------------------------------------------------
+
+    def create_tables(self) -> None:
+        """Create missing tables, columns and indexes (idempotent)."""
+        with self.lock:
+            for obj in self.schema.objects.values():
+                table = quote(obj.name)
+                self.conn.execute(create_table_sql(obj))
+                existing = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+                for f in obj.fields.values():
+                    if f.name not in existing:
+                        # a database file written before the field joined the schema
+                        default = " DEFAULT 0" if f.type == "boolean" else ""
+                        self.conn.execute(
+                            f"ALTER TABLE {table} ADD COLUMN {quote(f.name)} "
+                            f"{column_type(f).replace(' NOT NULL', '')}{default}"
+                        )
+                for stmt in create_index_sql(obj):
+                    self.conn.execute(stmt)
+                # the purge finds deleted records past retention without a full scan
+                self.conn.execute(
+                    f"CREATE INDEX IF NOT EXISTS {quote(obj.name + '__deleted')} "
+                    f'ON {table} ("SystemModstamp") WHERE "IsDeleted" = 1'
+                )
+
+    def _observe_rows(self) -> None:
+        for obj in self.schema.objects.values():
+            top = self.conn.execute(f"SELECT MAX(rowid) FROM {quote(obj.name)}").fetchone()[0]
+            key = obj.name.lower()
+            self._next_row[key] = max(self._next_row.get(key, 1), (top or 0) + 1)
+
+    def _new_row_number(self, obj: ObjectDef) -> int:
+        key = obj.name.lower()
+        number = self._next_row.get(key, 1)
+        self._next_row[key] = number + 1
+        return number
+
+    def _observe_existing(self) -> None:
+        self._observe_rows()
+        for obj in self.schema.objects.values():
+            row = self.conn.execute(
+                f'SELECT MAX("Id"), MAX("SystemModstamp") FROM {quote(obj.name)}'
+            ).fetchone()
+            if row[0]:
+                self.ids.observe(obj.key_prefix, ids.counter_of(row[0]))
+            if row[1]:
+                stamp = parse_datetime(row[1])
+                if stamp is not None:
+                    self.clock.observe(to_ms(stamp))
+
+    def _child_references(self) -> dict[str, list[tuple[ObjectDef, FieldDef]]]:
+        """Per parent object: the required references to it (master-detail: cascade)."""
+        children: dict[str, list[tuple[ObjectDef, FieldDef]]] = {}
+        for obj in self.schema.objects.values():
+            for f in obj.fields.values():
+                if f.type == "reference" and f.required:
+                    for parent in f.reference_to:
+                        children.setdefault(parent.lower(), []).append((obj, f))
+        return children
+
+    def close(self) -> None:
+        """Close the database."""
+        with self.lock:
+            self.conn.close()
+            if self._snapshot:
+                self._snapshot[0].close()
+                self._snapshot = None
+
+    # -- transactions ----------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One unit of work: commits on success, rolls back on any exception.
+
+        Nested calls (a record inside a batch, a subrequest inside ``/composite``) are
+        savepoints of the enclosing transaction.
+        """
+        with self.lock:
+            if self._depth == 0:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield self.conn
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+                else:
+                    self.conn.execute("COMMIT")
+                finally:
+                    self._depth = 0
+            else:
+                name = f"sp{self._depth}"
+                self.conn.execute(f"SAVEPOINT {name}")
+                self._depth += 1
+                try:
+                    yield self.conn
+                except BaseException:
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    self.conn.execute(f"RELEASE {name}")
+                finally:
+                    self._depth -= 1
+
+    # -- lookups ---------------------------------------------------------------------
+
+    def object(self, name: str) -> ObjectDef:
+        """The object called ``name`` (any letter case).
+
+        Raises:
+            ApiError: 404 NOT_FOUND, as the REST API answers for an unknown sObject.
+        """
+        obj = self.schema.get(name)
+        if obj is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return obj
+
+    def _row_state(self, obj: ObjectDef, record_id: str) -> tuple[str, int, str] | None:
+        row = self.conn.execute(
+            f'SELECT "Id", "IsDeleted", "LastModifiedDate" FROM {quote(obj.name)} WHERE "Id" = ?',
+            (record_id,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def _existing_id(self, obj: ObjectDef, raw_id: str) -> str:
+        record_id = ids.normalize(raw_id)
+        if record_id is None or not record_id.startswith(obj.key_prefix):
+            raise ApiError(
+                404 if record_id is None else 400,
+                "NOT_FOUND" if record_id is None else "MALFORMED_ID",
+                f"{obj.name} ID: id value of incorrect type: {raw_id}",
+            )
+        state = self._row_state(obj, record_id)
+        if state is None:
+            raise not_found()
+        if state[1]:
+            raise entity_deleted()
+        return record_id
+
+    def get(self, obj: ObjectDef, raw_id: str, fields: Sequence[FieldDef] | None = None) -> Record:
+        """The stored values of one live record, keyed by canonical field name.
+
+        Raises:
+            ApiError: 404 NOT_FOUND or ENTITY_IS_DELETED.
+        """
+        with self.lock:
+            record_id = ids.normalize(raw_id)
+            if record_id is None:
+                raise not_found()
+            chosen = list(fields) if fields else list(obj.fields.values())
+            cols = ", ".join(quote(f.name) for f in chosen)
+            row = self.conn.execute(
+                f'SELECT "IsDeleted", {cols} FROM {quote(obj.name)} WHERE "Id" = ?',
+                (record_id,),
+            ).fetchone()
+        if row is None:
+            raise not_found()
+        if row[0]:
+            raise entity_deleted()
+        return {f.name: value for f, value in zip(chosen, row[1:], strict=True)}
+
+    def find_by_external_id(self, obj: ObjectDef, field: FieldDef, stored: Any) -> list[str]:
+        """Ids of the live records whose ``field`` holds ``stored``."""
+        with self.lock:
+            rows = self.conn.execute(
+                f'SELECT "Id" FROM {quote(obj.name)} WHERE {quote(field.name)} = ? '
+                'AND "IsDeleted" = 0 ORDER BY "Id"',
+                (stored,),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    # -- validated writes ------------------------------------------------------------
+
+    def convert(self, obj: ObjectDef, values: dict[str, Any], *, creating: bool) -> Record:
+        """Request JSON -> stored values, with Salesforce's field-level checks.
+
+        Raises:
+            ApiError: 400 INVALID_FIELD (unknown field),
+                INVALID_FIELD_FOR_INSERT_UPDATE (read-only field), a type error naming the
+                field, or MALFORMED_ID / INVALID_CROSS_REFERENCE_KEY for references.
+        """
+        out: Record = {}
+        for key, value in values.items():
+            if key == "attributes":
+                continue
+            f = obj.field(key)
+            if f is None:
+                raise ApiError(
+                    400,
+                    "INVALID_FIELD",
+                    f"No such column '{key}' on sobject of type {obj.name}",
+                    [key],
+                )
+            if (creating and not f.createable) or (not creating and not f.updateable):
+                raise ApiError(
+                    400,
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    f"Unable to create/update fields: {f.name}. Please check the security "
+                    "settings of this field and verify that it is read/write for your "
+                    "profile or permission set.",
+                    [f.name],
+                )
+            if value is None:
+                out[f.name] = None
+                continue
+            try:
+                stored = sqlite_value_from_json(f, value)
+            except FieldValueError as exc:
+                raise ApiError(400, _value_error_code(f, exc), str(exc), [f.name]) from None
+            if f.type == "reference" and stored is not None:
+                stored = self._check_reference(f, str(stored))
+            out[f.name] = stored
+        return out
+
+    def _check_reference(self, f: FieldDef, raw: str) -> str:
+        record_id = ids.normalize(raw)
+        targets = [t for t in (self.schema.get(name) for name in f.reference_to) if t]
+        target = next(
+            (t for t in targets if record_id and record_id.startswith(t.key_prefix)), None
+        )
+        if record_id is None or target is None:
+            raise ApiError(
+                400, "MALFORMED_ID", f"{f.label}: id value of incorrect type: {raw}", [f.name]
+            )
+        state = self._row_state(target, record_id)
+        if state is None:
+            raise ApiError(
+                400,
+                "INVALID_CROSS_REFERENCE_KEY",
+                f"{f.label}: invalid cross reference id",
+                [f.name],
+            )
+        if state[1]:
+            raise ApiError(400, "ENTITY_IS_DELETED", "entity is deleted", [f.name])
+        return record_id
+
+    def _check_required(self, obj: ObjectDef, row: Record, *, creating: bool) -> None:
+        missing = [
+            f.name
+            for f in obj.fields.values()
+            if f.required
+            and (
+                (creating and row.get(f.name) is None)
+                or (not creating and f.name in row and row[f.name] is None)
+            )
+        ]
+        if missing:
+            raise ApiError(
+                400,
+                "REQUIRED_FIELD_MISSING",
+                f"Required fields are missing: [{', '.join(missing)}]",
+                missing,
+            )
+
+    def _check_unique(self, obj: ObjectDef, row: Record, own_id: str | None) -> None:
+        for name, value in row.items():
+            f = obj.fields[name.lower()]
+            if not f.unique or value is None or f.name == "Id":
+                continue
+            hit = self.conn.execute(
+                f'SELECT "Id" FROM {quote(obj.name)} WHERE {quote(f.name)} = ? '
+                'AND "IsDeleted" = 0 AND "Id" != ? LIMIT 1',
+                (value, own_id or ""),
+            ).fetchone()
+            if hit:
+                raise ApiError(
+                    400,
+                    "DUPLICATE_VALUE",
+                    f"duplicate value found: {f.name} duplicates value on record with id: {hit[0]}",
+                    [f.name],
+                )
+
+    def create(self, obj: ObjectDef, values: dict[str, Any]) -> str:
+        """Insert one record from request JSON; returns its new Id.
+
+        Raises:
+            ApiError: a validation error (see :meth:`convert`), REQUIRED_FIELD_MISSING or
+                DUPLICATE_VALUE.
+        """
+        with self.transaction() as conn:
+            row = self.convert(obj, values, creating=True)
+            for f in obj.fields.values():
+                if f.system or f.name in row:
+                    continue
+                if f.default is not None:
+                    row[f.name] = int(f.default) if f.type == "boolean" else f.default
+                elif f.type == "boolean":
+                    row[f.name] = 0
+            self._check_required(obj, row, creating=True)
+            self._check_unique(obj, row, None)
+            record_id = self.ids.new(obj.key_prefix)
+            stamp = format_ms(self.clock.next_ms())
+            row.update(
+                Id=record_id,
+                IsDeleted=0,
+                CreatedDate=stamp,
+                LastModifiedDate=stamp,
+                SystemModstamp=stamp,
+            )
+            names = list(row)
+            conn.execute(
+                f"INSERT INTO {quote(obj.name)} "
+                f"({ROW_COLUMN}, {', '.join(quote(n) for n in names)}) "
+                f"VALUES (?, {', '.join('?' for _ in names)})",
+                [self._new_row_number(obj), *(row[n] for n in names)],
+            )
+            return record_id
+
+    def update(
+        self,
+        obj: ObjectDef,
+        raw_id: str,
+        values: dict[str, Any],
+        *,
+        if_unmodified_since_ms: int | None = None,
+    ) -> str:
+        """Update one live record from request JSON; returns its Id.
+
+        Args:
+            obj: the object.
+            raw_id: 15- or 18-character Id.
+            values: the fields to change.
+            if_unmodified_since_ms: refuse (412) when the record was modified after this
+                moment; HTTP dates have whole seconds, so the comparison is per second.
+
+        Raises:
+            ApiError: 404, a validation error, or 412 PRECONDITION_FAILED.
+        """
+        with self.transaction() as conn:
+            record_id = self._existing_id(obj, raw_id)
+            values = {k: v for k, v in values.items() if k.lower() != "id"}
+            row = self.convert(obj, values, creating=False)
+            if if_unmodified_since_ms is not None:
+                state = self._row_state(obj, record_id)
+                modified = parse_datetime(state[2]) if state else None
+                if modified is not None and to_ms(modified) // 1000 > (
+                    if_unmodified_since_ms // 1000
+                ):
+                    raise ApiError(
+                        412,
+                        "PRECONDITION_FAILED",
+                        "The requested resource has been modified since the time "
+                        "specified in the If-Unmodified-Since header",
+                    )
+            self._check_required(obj, row, creating=False)
+            self._check_unique(obj, row, record_id)
+            stamp = format_ms(self.clock.next_ms())
+            row.update(LastModifiedDate=stamp, SystemModstamp=stamp)
+            names = list(row)
+            conn.execute(
+                f"UPDATE {quote(obj.name)} SET {', '.join(quote(n) + ' = ?' for n in names)} "
+                'WHERE "Id" = ?',
+                [*(row[n] for n in names), record_id],
+            )
+            return record_id
+
+    def upsert(
+        self, obj: ObjectDef, field_name: str, value: str, values: dict[str, Any]
+    ) -> WriteResult:
+        """Create or update the record whose external Id ``field_name`` is ``value``.
+
+        Raises:
+            ApiError: 404 NOT_FOUND for a field that is not an external Id, or a
+                validation error.
+            MultipleMatches: several records hold ``value``.
+        """
+        f = obj.field(field_name)
+        if f is None or not (f.external_id or f.name == "Id"):
+            raise ApiError(
+                404,
+                "NOT_FOUND",
+                f"Provided external ID field does not exist or is not accessible: {field_name}",
+            )
+        with self.transaction():
+            if f.name == "Id":
+                if value and ids.normalize(value):
+                    return WriteResult(self.update(obj, value, values), created=False)
+                return WriteResult(self.create(obj, values), created=True)
+            try:
+                stored = sqlite_value_from_json(f, value)
+            except FieldValueError as exc:
+                raise ApiError(400, _value_error_code(f, exc), str(exc), [f.name]) from None
+            matches = self.find_by_external_id(obj, f, stored)
+            if len(matches) > 1:
+                raise MultipleMatches(matches)
+            body = {k: v for k, v in values.items() if k.lower() != f.name.lower()}
+            if matches:
+                return WriteResult(self.update(obj, matches[0], body), created=False)
+            body[f.name] = value
+            return WriteResult(self.create(obj, body), created=True)
+
+    def delete(self, obj: ObjectDef, raw_id: str) -> str:
+        """Soft-delete one record (and its master-detail children); returns its Id.
+
+        Raises:
+            ApiError: 404 NOT_FOUND or ENTITY_IS_DELETED.
+        """
+        with self.transaction():
+            record_id = self._existing_id(obj, raw_id)
+            self._soft_delete(obj, [record_id])
+            return record_id
+
+    def _soft_delete(self, obj: ObjectDef, record_ids: list[str]) -> None:
+        for record_id in record_ids:
+            self.conn.execute(
+                f'UPDATE {quote(obj.name)} SET "IsDeleted" = 1, "SystemModstamp" = ? '
+                'WHERE "Id" = ?',
+                (format_ms(self.clock.next_ms()), record_id),
+            )
+        for child, f in self._children.get(obj.name.lower(), []):
+            for start in range(0, len(record_ids), 500):
+                chunk = record_ids[start : start + 500]
+                rows = self.conn.execute(
+                    f'SELECT "Id" FROM {quote(child.name)} WHERE {quote(f.name)} IN '
+                    f'({", ".join("?" for _ in chunk)}) AND "IsDeleted" = 0',
+                    chunk,
+                ).fetchall()
+                if rows:
+                    self._soft_delete(child, [row[0] for row in rows])
+
+    # -- replication windows and purge ------------------------------------------------
+
+    def deleted_between(self, obj: ObjectDef, start: str, end: str) -> list[tuple[str, str]]:
+        """(Id, deletedDate) of records deleted in [start, end) (stored-format bounds)."""
+        with self.lock:
+            self.maybe_purge()
+            return [
+                (row[0], row[1])
+                for row in self.conn.execute(
+                    f'SELECT "Id", "SystemModstamp" FROM {quote(obj.name)} WHERE '
+                    '"IsDeleted" = 1 AND "SystemModstamp" >= ? AND "SystemModstamp" < ? '
+                    'ORDER BY "SystemModstamp"',
+                    (start, end),
+                )
+            ]
+
+    def updated_between(self, obj: ObjectDef, start: str, end: str) -> list[str]:
+        """Ids of live records created or changed in [start, end) (stored-format bounds)."""
+        with self.lock:
+            return [
+                row[0]
+                for row in self.conn.execute(
+                    f'SELECT "Id" FROM {quote(obj.name)} WHERE "IsDeleted" = 0 AND '
+                    '"SystemModstamp" >= ? AND "SystemModstamp" < ? ORDER BY "SystemModstamp"',
+                    (start, end),
+                )
+            ]
+
+    def earliest_available_ms(self) -> int:
+        """The oldest moment the deleted-records window still covers (retention)."""
+        return self.clock.wall_ms() - int(self.retention * 1000)
+
+    def maybe_purge(self, *, force: bool = False) -> int:
+        """Hard-delete records deleted longer ago than the retention; returns how many.
+
+        Runs at most once a second unless ``force``; purged records vanish from queryAll
+        and the deleted window, as the recycle bin's purge does in Salesforce.
+        """
+        now = time.monotonic()
+        if not force and now - self._last_purge < min(_PURGE_EVERY, self.retention):
+            return 0
+        self._last_purge = now
+        cutoff = format_ms(self.earliest_available_ms())
+        purged = 0
+        with self.transaction() as conn:
+            for obj in self.schema.objects.values():
+                cur = conn.execute(
+                    f'DELETE FROM {quote(obj.name)} WHERE "IsDeleted" = 1 AND "SystemModstamp" < ?',
+                    (cutoff,),
+                )
+                purged += cur.rowcount
+        return purged
+
+    # -- queries -----------------------------------------------------------------------
+
+    def select_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run a read-only statement under the lock."""
+        with self.lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def rows_by_number(
+        self, obj: ObjectDef, columns: Sequence[str], numbers: Sequence[int]
+    ) -> list[tuple[Any, ...]]:
+        """Rows with the given row numbers, in that order (purged ones left out)."""
+        if not numbers:
+            return []
+        cols = ", ".join(quote(c) for c in columns)
+        with self.lock:
+            rows = self.conn.execute(
+                f"SELECT {ROW_COLUMN}, {cols} FROM {quote(obj.name)} "
+                f"WHERE {ROW_COLUMN} IN ({', '.join('?' for _ in numbers)})",
+                list(numbers),
+            ).fetchall()
+        by_number = {row[0]: row[1:] for row in rows}
+        return [by_number[n] for n in numbers if n in by_number]
+
+    # -- bulk load, snapshot, reset ---------------------------------------------------
+
+    def bulk_insert(
+        self, obj: ObjectDef, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert already-encoded rows (seeding); no validation, one statement per table."""
+        with self.transaction() as conn:
+            conn.executemany(
+                f"INSERT INTO {quote(obj.name)} ({', '.join(quote(c) for c in columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)})",
+                rows,
+            )
+            self._observe_rows()
+
+    def count(self, obj: ObjectDef, *, include_deleted: bool = False) -> int:
+        """How many records ``obj`` has."""
+        where = "" if include_deleted else ' WHERE "IsDeleted" = 0'
+        with self.lock:
+            row = self.conn.execute(f"SELECT COUNT(*) FROM {quote(obj.name)}{where}").fetchone()
+        return int(row[0])
+
+    def is_empty(self) -> bool:
+        """True when no object has any record."""
+        with self.lock:
+            return all(
+                self.conn.execute(f"SELECT 1 FROM {quote(o.name)} LIMIT 1").fetchone() is None
+                for o in self.schema.objects.values()
+            )
+
+    def wipe(self) -> None:
+        """Delete every record and restart the Id counters."""
+        with self.transaction() as conn:
+            for obj in self.schema.objects.values():
+                conn.execute(f"DELETE FROM {quote(obj.name)}")
+        self.ids.restore({})
+
+    def take_snapshot(self) -> None:
+        """Remember the current data (what :meth:`restore_snapshot` goes back to)."""
+        with self.lock:
+            copy = sqlite3.connect(":memory:", check_same_thread=False)
+            self.conn.backup(copy)
+            if self._snapshot:
+                self._snapshot[0].close()
+            self._snapshot = (copy, self.ids.state())
+
+    def restore_snapshot(self) -> None:
+        """Put back the data of :meth:`take_snapshot` (or empty tables when none)."""
+        with self.lock:
+            if self._snapshot is None:
+                self.wipe()
+                return
+            copy, counters = self._snapshot
+            copy.backup(self.conn)
+            self.ids.restore(counters)
+            self._observe_rows()
+
+
+def _value_error_code(f: FieldDef, exc: Exception) -> str:
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, str) and code:
+        return code
+    if f.type == "picklist":
+        return "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    if f.type == "email":
+        return "INVALID_EMAIL_ADDRESS"
+    if f.type in ("string", "textarea", "phone"):
+        return "STRING_TOO_LONG"
+    return "JSON_PARSER_ERROR"

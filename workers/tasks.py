@@ -1,0 +1,135 @@
+"""Thin, named Celery tasks: each takes ids, calls one job in sync/jobs.py, returns nothing.
+
+Every task is idempotent, so late acknowledgement and redelivery after a crash are safe.
+Retries are bounded (``max_retries``) with exponential backoff and jitter: an outage
+must slow the service down, not turn into a storm of retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+from typing import Any
+
+from celery import Task
+
+from sync import jobs
+from sync.locks import RedisLocks, redis_client
+from workers.app import (
+    MAINTENANCE_QUEUE,
+    POLL_TASK,
+    PULL_QUEUE,
+    PULL_TASK,
+    PUSH_TASK,
+    RECONCILE_TASK,
+    app,
+    settings,
+)
+
+log = logging.getLogger(__name__)
+
+_runtime: jobs.Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> jobs.Runtime:
+    """This process's runtime, built on first use (after the pool forked)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            from sync.context import SyncContext
+
+            if not settings.broker_url:
+                raise RuntimeError("BILLING_SYNC_BROKER_URL is not set")
+            ctx = SyncContext.from_settings(settings)
+            locks = RedisLocks(
+                redis_client(settings.broker_url),
+                prefix=settings.redis_prefix,
+                ttl=settings.lock_ttl,
+            )
+            _runtime = jobs.Runtime(settings=settings, ctx=ctx, locks=locks)
+        return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the runtime (a forked pool process must not reuse its parent's)."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = None
+
+
+def _countdown(retries: int) -> float:
+    # Full jitter on top of the exponential step, so workers retrying after the same
+    # outage spread out.
+    return jobs.retry_delay(retries) * (0.5 + random.random() / 2)
+
+
+def _enqueue_pull(name: str) -> None:
+    pull_mapping.apply_async(args=[name], queue=PULL_QUEUE)
+
+
+@app.task(name=POLL_TASK, queue=PULL_QUEUE, ignore_result=True, max_retries=0)
+def poll() -> None:
+    """The change check; queues ``pull_mapping`` for each changed mapping.
+
+    Never retried: the next tick of the schedule is the retry, and the budget guard
+    backs the checks off while the CRM fails.
+    """
+    jobs.poll(runtime(), _enqueue_pull)
+
+
+@app.task(
+    bind=True,
+    name=PULL_TASK,
+    queue=PULL_QUEUE,
+    ignore_result=True,
+    max_retries=jobs.MAX_RETRIES,
+)
+def pull_mapping(self: Task, name: str, full: bool = False) -> None:
+    """One pull pass of mapping ``name`` under its per-mapping lock."""
+    rt = runtime()
+    if name not in rt.mapping_names:
+        log.error("unknown mapping %r: nothing to pull", name)
+        return
+    try:
+        jobs.pull(rt, name, full=full)
+    except jobs.RETRYABLE_ERRORS as exc:
+        retries = int(self.request.retries or 0)
+        if retries >= jobs.MAX_RETRIES:
+            log.error("pull of %s failed %d times; the next change check retries", name, retries)
+            raise
+        countdown = _countdown(retries)
+        # The retry is queued: the change check must not queue another copy.
+        with contextlib.suppress(*jobs.TRANSIENT_ERRORS):
+            rt.locks.mark_queued(name, countdown + rt.queue_marker_ttl())
+        raise self.retry(exc=exc, countdown=countdown) from exc
+
+
+def _maintenance_retry(task: Task, exc: BaseException, what: str) -> Any:
+    retries = int(task.request.retries or 0)
+    if retries >= int(task.max_retries or 0):
+        log.error("%s failed %d times; the next scheduled run retries", what, retries)
+        raise exc
+    return task.retry(exc=exc, countdown=_countdown(retries))
+
+
+@app.task(
+    bind=True, name=RECONCILE_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True, max_retries=3
+)
+def reconcile(self: Task) -> None:
+    """Reconciliation of every mapping (tombstones rows whose CRM record is gone)."""
+    try:
+        jobs.reconcile(runtime())
+    except jobs.TRANSIENT_ERRORS as exc:
+        raise _maintenance_retry(self, exc, "reconciliation") from exc
+
+
+@app.task(bind=True, name=PUSH_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True, max_retries=3)
+def push(self: Task) -> None:
+    """One push pass over the accepted changes waiting in the outbox."""
+    try:
+        jobs.push(runtime())
+    except jobs.TRANSIENT_ERRORS as exc:
+        raise _maintenance_retry(self, exc, "push") from exc
