@@ -105,6 +105,52 @@ def billing_admin_accounts(conn: Connection, contact_sfid: str, role: str) -> li
     return [AdminAccount(sfid=r.sfid, name=r.name or r.sfid) for r in conn.execute(stmt)]
 
 
+def contact_access(
+    conn: Connection, contact_sfid: str, role: str
+) -> tuple[ContactRef | None, list[AdminAccount]]:
+    """The contact and the accounts they are Billing Admin of, in one query.
+
+    Returns:
+        ``(None, [])`` for an unknown or deleted contact; ``(contact, [])`` for a
+        contact without the role; otherwise the contact and the accounts by name.
+    """
+    acr = AccountContactRole.__table__
+    acc = Account.__table__
+    con = Contact.__table__
+    roles = (
+        select(acr.c.contact_sfid, acc.c.sfid.label("account_sfid"), acc.c.name)
+        .select_from(
+            acr.join(acc, and_(acc.c.sfid == acr.c.account_sfid, acc.c.is_deleted.is_(False)))
+        )
+        .where(acr.c.contact_sfid == contact_sfid, acr.c.role == role, acr.c.is_deleted.is_(False))
+        .subquery()
+    )
+    rows = conn.execute(
+        select(
+            con.c.sfid,
+            con.c.first_name,
+            con.c.last_name,
+            con.c.email,
+            roles.c.account_sfid,
+            roles.c.name,
+        )
+        .select_from(con.outerjoin(roles, roles.c.contact_sfid == con.c.sfid))
+        .where(con.c.sfid == contact_sfid, con.c.is_deleted.is_(False))
+        .order_by(roles.c.name, roles.c.account_sfid)
+    ).all()
+    if not rows:
+        return None, []
+    first = rows[0]
+    contact = ContactRef(first.sfid, first.first_name, first.last_name, first.email)
+    seen: set[str] = set()
+    accounts = []
+    for row in rows:
+        if row.account_sfid is not None and row.account_sfid not in seen:
+            seen.add(row.account_sfid)
+            accounts.append(AdminAccount(sfid=row.account_sfid, name=row.name or row.account_sfid))
+    return contact, accounts
+
+
 def is_billing_admin(conn: Connection, contact_sfid: str, account_sfid: str, role: str) -> bool:
     """True when ``contact_sfid`` is Billing Admin of ``account_sfid`` right now."""
     return any(a.sfid == account_sfid for a in billing_admin_accounts(conn, contact_sfid, role))

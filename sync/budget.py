@@ -70,7 +70,7 @@ class BudgetPolicy:
     share: float
     poll_cost: float = 1.0
     max_interval: float = 3600.0
-    failure_backoff_max: float = 300.0
+    failure_backoff_max: float = 60.0
     org_reserve: float = 0.02
 
 

@@ -185,6 +185,13 @@ class Runtime:
                 service_state.update_document(
                     self.ctx.engine, service_state.BUDGET_KEY, change, now
                 )
+                if usage is not None:
+                    service_state.write(
+                        self.ctx.engine,
+                        service_state.API_USAGE_KEY,
+                        {"used": usage.used, "max": usage.max, "seen_at": now.isoformat()},
+                        now,
+                    )
             except (SQLAlchemyError, service_state.StateConflictError) as exc:
                 log.warning("API calls not recorded in the budget ledger yet: %s", exc)
                 return
@@ -356,9 +363,13 @@ def pull(rt: Runtime, name: str, *, full: bool = False) -> PassResult | None:
         return None
     try:
         result = pull_mapping(rt.ctx, name, full=full, now=rt.clock())
-    finally:
+    except BaseException:
         lock.release()
         rt.account(one_off=full)
+        raise
+    lock.release()
+    # A first load (no watermark yet) is a one-off cost, not the price of a poll cycle.
+    rt.account(one_off=result.full)
     if lock.lost:
         log.error("the lock of %s was lost during the pass", name)
     if result.outcome == "failed":

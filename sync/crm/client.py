@@ -1,16 +1,8 @@
 """The CRM client: the one door through which billing-sync talks to Salesforce.
 
-simple-salesforce does the login (SOAP ``login()`` with username, password and security
-token, over our session, so :func:`~sync.crm.session.make_session`'s URL rewriting
-applies to it too) and owns the URL conventions (instance host, ``/services/data/vXX.X``)
-and the ``Sforce-Limit-Info`` parsing. Data requests are sent by :meth:`CrmClient._send`
-over the same session with the session id as bearer token, rather than through
-simple-salesforce's ``_call_salesforce``, because that method decides on its own what a
-failure means: it logs in again up to four times recursively on any 401, assumes every
-401 body is a JSON list, reads the usage header only from successful answers and turns
-everything else into exceptions that no longer say whether a retry is safe. Here every
-answer is sorted by the one table in :mod:`sync.crm.errors` and retried by the one
-policy in :mod:`sync.crm.retry`.
+:class:`CrmClient` holds the typed API (queries, /composite, describe, records, sObject
+Collections) on top of :class:`~sync.crm.transport.CrmTransport`, which logs in, sends,
+sorts failures, retries and meters.
 
 Records are returned as the CRM sends them, ``attributes`` included (it names the object
 type and record URL, which costs nothing to keep and helps in error reports).
@@ -18,15 +10,11 @@ type and record URL, which costs nothing to keep and helps in error reports).
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime as http_date
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 import requests
@@ -39,7 +27,6 @@ from sync.crm.answers import (
     MIN_BATCH_SIZE,
     QueryPage,
     RecordResult,
-    WrongShape,
     check_composite,
     composite_items,
     json_object,
@@ -49,29 +36,14 @@ from sync.crm.answers import (
     subresponse_transient,
     typed_records,
 )
-from sync.crm.auth import (
-    SANDBOX_PASSWORD,
-    SANDBOX_SECURITY_TOKEN,
-    SANDBOX_USERNAME,
-    Authentication,
-    Credentials,
-    login,
-)
-from sync.crm.errors import (
-    CrmConfigurationError,
-    CrmError,
-    ErrorResolution,
-    MalformedResponseError,
-    TransientCrmError,
-    error_from_answer,
-    error_from_transport,
-    snippet,
-)
+from sync.crm.auth import SANDBOX_PASSWORD, SANDBOX_SECURITY_TOKEN, SANDBOX_USERNAME, Credentials
+from sync.crm.errors import CrmConfigurationError, MalformedResponseError, snippet
 from sync.crm.retry import RetryPolicy
 from sync.crm.session import make_session
 from sync.crm.soql import identifier
-from sync.crm.usage import LIMIT_INFO_HEADER, ApiUsage, parse_limit_info
-from sync.settings import DEFAULT_API_VERSION, Settings
+from sync.crm.transport import IDEMPOTENT_METHODS, CrmTransport, PartialFailure
+from sync.crm.usage import ApiUsage
+from sync.settings import Settings
 
 __all__ = [
     "MAX_COLLECTION_RECORDS",
@@ -88,18 +60,7 @@ __all__ = [
     "subresponse_error",
 ]
 
-logger = logging.getLogger("sync.crm")
-
-_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
-
-
-class _Unfinished(TransientCrmError):
-    """Some parts of a batched answer failed transiently; carries the answer so far."""
-
-    def __init__(self, message: str, result: Any, *, method: str, endpoint: str) -> None:
-        super().__init__(message, method=method, endpoint=endpoint)
-        self.result = result
 
 
 def _check_id(record_id: str) -> str:
@@ -108,52 +69,12 @@ def _check_id(record_id: str) -> str:
     return record_id
 
 
-class CrmClient:
+class CrmClient(CrmTransport):
     """Typed, retried, metered access to one Salesforce org's REST API.
 
-    Logging in happens on the first request (or :meth:`login`). The client is safe to
-    share between threads: counters and the session are guarded, and a session that
-    expires is renewed once however many threads noticed.
-
-    Attributes:
-        credentials: the login.
-        session: the HTTP session every request (login included) goes through.
-        api_version: REST API version, e.g. ``"59.0"``.
-        retry: the retry policy.
+    See :class:`~sync.crm.transport.CrmTransport` for construction, login, metering
+    (:attr:`api_calls`, :attr:`api_usage`) and thread safety.
     """
-
-    def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        session: requests.Session | None = None,
-        api_version: str = DEFAULT_API_VERSION,
-        retry: RetryPolicy | None = None,
-        timeout: float | tuple[float, float] | None = None,
-    ) -> None:
-        """Create a client; no request is sent yet.
-
-        Args:
-            credentials: the login.
-            session: the HTTP session (default: :func:`make_session` without rewriting).
-            api_version: REST API version without the ``v``.
-            retry: the retry policy (default: :class:`RetryPolicy`'s defaults).
-            timeout: per-request (connect, read) timeout; None keeps the session's.
-        """
-        if api_version.startswith("v"):
-            raise ValueError(f"api_version must not start with 'v': {api_version!r}")
-        self.credentials = credentials
-        self._own_session = session is None
-        self.session = session if session is not None else make_session()
-        self.api_version = api_version
-        self.retry = retry or RetryPolicy()
-        self.timeout = timeout
-        self._auth: Authentication | None = None
-        self._login_lock = threading.Lock()
-        self._counter_lock = threading.Lock()
-        self._api_calls = 0
-        self._logins = 0
-        self._api_usage: ApiUsage | None = None
 
     @classmethod
     def from_settings(
@@ -213,231 +134,6 @@ class CrmClient:
         )
         client._own_session = session is None
         return client
-
-    def __repr__(self) -> str:
-        return f"CrmClient(username={self.credentials.username!r}, version={self.api_version!r})"
-
-    def close(self) -> None:
-        """Close the HTTP session if this client created it."""
-        if self._own_session:
-            self.session.close()
-
-    def __enter__(self) -> CrmClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # ----------------------------------------------------------------- metering
-
-    @property
-    def api_calls(self) -> int:
-        """Data API requests this client sent that got an answer (failed ones included).
-
-        A /composite call counts once, as the org counts it; logins are not counted.
-        """
-        return self._api_calls
-
-    @property
-    def api_usage(self) -> ApiUsage | None:
-        """The org's usage from the last ``Sforce-Limit-Info`` header seen, if any."""
-        return self._api_usage
-
-    @property
-    def logins(self) -> int:
-        """Successful logins so far (the first one and each renewal)."""
-        return self._logins
-
-    # ------------------------------------------------------------------- paths
-
-    def data_url(self, path: str) -> str:
-        """``/services/data/vXX.X/`` + ``path``: the form /composite subrequests take."""
-        return f"/services/data/v{self.api_version}/{path.lstrip('/')}"
-
-    def sobject_url(self, sobject: str, *parts: str) -> str:
-        """The path of an sObject resource, e.g. ``sobject_url("Account", id)``."""
-        tail = "/".join(quote(p, safe="") for p in parts)
-        return self.data_url(f"sobjects/{identifier(sobject)}" + (f"/{tail}" if tail else ""))
-
-    # ------------------------------------------------------------------- login
-
-    def login(self) -> None:
-        """Log in now (otherwise the first request does), with the retry policy.
-
-        Raises:
-            LoginError: the CRM refused the credentials (never retried).
-            CrmError: the login endpoint stayed unreachable or unreadable.
-        """
-        self.retry.retrying()(self._renew, None)
-
-    def _login_once(self) -> Authentication:
-        auth = login(self.credentials, self.session, self.api_version)
-        with self._counter_lock:
-            self._logins += 1
-        return auth
-
-    def _current_auth(self) -> Authentication:
-        with self._login_lock:
-            if self._auth is None:
-                self._auth = self._login_once()
-            return self._auth
-
-    def _renew(self, stale: Authentication | None) -> Authentication:
-        """Log in again unless another thread already replaced ``stale``."""
-        with self._login_lock:
-            if self._auth is None or self._auth is stale or stale is None:
-                self._auth = self._login_once()
-            return self._auth
-
-    # ---------------------------------------------------------------- sending
-
-    def _send(
-        self,
-        auth: Authentication,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None,
-        body: Any,
-        headers: Mapping[str, str] | None,
-    ) -> requests.Response:
-        request_headers = {
-            "Authorization": f"Bearer {auth.session_id}",
-            "Accept": "application/json",
-        }
-        data = None
-        if body is not None:
-            data = orjson.dumps(body)
-            request_headers["Content-Type"] = "application/json"
-        if headers:
-            request_headers.update(headers)
-        started = time.monotonic()
-        try:
-            response = self.session.request(
-                method,
-                f"https://{auth.instance}{path}",
-                params=params,
-                data=data,
-                headers=request_headers,
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            logger.debug("%s %s failed: %s", method, path, type(exc).__name__)
-            raise error_from_transport(exc, method=method, endpoint=path) from exc
-        usage = parse_limit_info(response.headers.get(LIMIT_INFO_HEADER))
-        with self._counter_lock:
-            self._api_calls += 1
-            if usage is not None:
-                self._api_usage = usage
-        logger.debug(
-            "%s %s -> %s in %.3fs", method, path, response.status_code, time.monotonic() - started
-        )
-        return response
-
-    def _attempt(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        expect_body: bool = True,
-        shape: Callable[[Any], Any] | None = None,
-    ) -> Any:
-        """One attempt: send (logging in again once on an expired session), sort, decode."""
-        auth = self._current_auth()
-        response = self._send(auth, method, path, params=params, body=body, headers=headers)
-        if response.status_code == 401:
-            error = self._error(response, method, path)
-            if error.resolution is ErrorResolution.REFRESH_SESSION:
-                logger.info("CRM session expired; logging in again")
-                auth = self._renew(auth)
-                response = self._send(auth, method, path, params=params, body=body, headers=headers)
-        if response.status_code >= 300:
-            raise self._error(response, method, path)
-        return self._decode(response, method, path, expect_body=expect_body, shape=shape)
-
-    @staticmethod
-    def _error(response: requests.Response, method: str, path: str) -> CrmError:
-        content = response.content
-        try:
-            body, parsed = orjson.loads(content), True
-        except orjson.JSONDecodeError:
-            body, parsed = None, False
-        return error_from_answer(
-            response.status_code, body, raw=content, parsed=parsed, method=method, endpoint=path
-        )
-
-    @staticmethod
-    def _decode(
-        response: requests.Response,
-        method: str,
-        path: str,
-        *,
-        expect_body: bool,
-        shape: Callable[[Any], Any] | None,
-    ) -> Any:
-        content = response.content
-        if not content.strip():
-            if not expect_body:
-                return None
-            problem = "empty body"
-        else:
-            try:
-                data = orjson.loads(content)
-            except orjson.JSONDecodeError:
-                content_type = response.headers.get("Content-Type", "no content type")
-                problem = f"body is not JSON ({content_type}): {snippet(content)}"
-            else:
-                if shape is None:
-                    return data
-                try:
-                    return shape(data)
-                except WrongShape as exc:
-                    problem = f"unexpected answer: {exc}"
-        # A garbage 2xx is usually a truncated or proxied answer: retried, and after the
-        # cap raised. It is ambiguous: the CRM may have applied a write.
-        raise MalformedResponseError(
-            problem,
-            status=response.status_code,
-            method=method,
-            endpoint=path,
-            resolution=ErrorResolution.RETRY,
-            ambiguous=True,
-        )
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        expect_body: bool = True,
-        shape: Callable[[Any], Any] | None = None,
-        idempotent: bool | None = None,
-    ) -> Any:
-        """Send one request under the retry policy and return its decoded answer.
-
-        Raises:
-            CrmError: the subclass chosen by the classification table, once retrying
-                has given up or was not allowed.
-        """
-        if idempotent is None:
-            idempotent = method in _IDEMPOTENT_METHODS
-        return self.retry.retrying(idempotent=idempotent)(
-            self._attempt,
-            method,
-            path,
-            params=params,
-            body=body,
-            headers=headers,
-            expect_body=expect_body,
-            shape=shape,
-        )
 
     # ---------------------------------------------------------------- queries
 
@@ -514,7 +210,7 @@ class CrmClient:
             CrmError: the call as a whole failed.
         """
         check_composite(subrequests)
-        idempotent = all(str(s["method"]).upper() in _IDEMPOTENT_METHODS for s in subrequests)
+        idempotent = all(str(s["method"]).upper() in IDEMPOTENT_METHODS for s in subrequests)
         path = self.data_url("composite")
         body = {"allOrNone": all_or_none, "compositeRequest": list(subrequests)}
         resend_safe = idempotent or all_or_none
@@ -522,7 +218,7 @@ class CrmClient:
         def shape(data: Any) -> list[dict[str, Any]]:
             items = composite_items(data, len(subrequests))
             if resend_safe and any(subresponse_transient(i) for i in items):
-                raise _Unfinished(
+                raise PartialFailure(
                     "a subrequest failed transiently", items, method="POST", endpoint=path
                 )
             return items
@@ -531,7 +227,7 @@ class CrmClient:
             result: list[dict[str, Any]] = self._request(
                 "POST", path, body=body, shape=shape, idempotent=idempotent
             )
-        except _Unfinished as exc:
+        except PartialFailure as exc:
             result = exc.result
         return result
 
@@ -774,10 +470,10 @@ class CrmClient:
             )
             for index, result in zip(sent, answer, strict=True):
                 outcome[index] = result
-            retry = [i for i in sent if outcome[i] is not None and outcome[i].transient]  # type: ignore[union-attr]
+            retry = [i for i in sent if (r := outcome[i]) is not None and r.transient]
             if retry:
                 pending[:] = sent if all_or_none else retry
-                raise _Unfinished(
+                raise PartialFailure(
                     f"{len(retry)} record(s) failed transiently",
                     None,
                     method=method,
@@ -787,5 +483,5 @@ class CrmClient:
 
         try:
             return self.retry.retrying(idempotent=idempotent)(attempt)
-        except _Unfinished:
+        except PartialFailure:
             return [r for r in outcome if r is not None]

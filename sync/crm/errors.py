@@ -106,6 +106,20 @@ ERROR_RULES: tuple[ErrorRule, ...] = (
         "server unavailable (maintenance, overload); nothing was applied",
         error_code="SERVER_UNAVAILABLE",
     ),
+    # A 400 although nothing is wrong with the query: the server gave up on a slow one
+    # (busy org, cold caches). A read, so resending is harmless; the cap bounds it.
+    ErrorRule(
+        _R.RETRY,
+        "query timed out on the server; a read, safe to resend",
+        error_code="QUERY_TIMEOUT",
+    ),
+    # The query cursor behind a nextRecordsUrl expired (15 minutes idle) or was evicted:
+    # resending that page cannot succeed; the caller must run the query again.
+    ErrorRule(
+        _R.FAIL,
+        "query cursor expired; run the query again",
+        error_code="INVALID_QUERY_LOCATOR",
+    ),
     ErrorRule(
         _R.RETRY,
         "service unavailable; the request was not processed",

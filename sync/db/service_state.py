@@ -20,6 +20,7 @@ from sync.db.models import ServiceState
 T = TypeVar("T")
 
 BUDGET_KEY = "budget"
+API_USAGE_KEY = "crm:api_usage"
 HEARTBEAT_PREFIX = "heartbeat:"
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from sync.access import AdminAccount, ContactRef, billing_admin_accounts, get_contact, is_crm_id
+from sync.access import AdminAccount, ContactRef, contact_access, is_crm_id
 from sync.db.engine import schema_is_current
 from sync.portal import formatting, queries
 from sync.portal.filters import parse_list_query
@@ -185,8 +185,15 @@ class Portal:
             samesite="lax",
         )
 
-    def authorize(self, request: Request, *, need_account: bool = True) -> Viewer:
+    def authorize(
+        self, request: Request, conn: Connection | None = None, *, need_account: bool = True
+    ) -> Viewer:
         """Who is asking, and which account they may see, from the *current* roles.
+
+        Args:
+            request: the request, with its session cookie.
+            conn: the request's database connection (one is opened when None).
+            need_account: False for pages that work before an account is chosen.
 
         Raises:
             _Denied: no valid session (401), not a Billing Admin (403), or a Billing
@@ -199,13 +206,12 @@ class Portal:
         except InvalidToken as exc:
             log.info("portal: session refused (%s) for %s", exc, request.url.path)
             raise _Denied(self.sign_in_page(request)) from None
-        with self.engine.connect() as conn:
-            contact = get_contact(conn, session.contact_sfid)
-            accounts = (
-                billing_admin_accounts(conn, session.contact_sfid, self.settings.billing_admin_role)
-                if contact is not None
-                else []
-            )
+        role = self.settings.billing_admin_role
+        if conn is None:
+            with self.engine.connect() as own:
+                contact, accounts = contact_access(own, session.contact_sfid, role)
+        else:
+            contact, accounts = contact_access(conn, session.contact_sfid, role)
         if contact is None or not accounts:
             log.info("portal: contact %s is not a Billing Admin", session.contact_sfid)
             raise _Denied(self.coming_soon())
@@ -215,6 +221,11 @@ class Portal:
         if chosen is None and need_account:
             raise _Denied(RedirectResponse("/portal/accounts", 303))
         return Viewer(session, contact, accounts, chosen)
+
+    def _scoped(self, request: Request, conn: Connection) -> tuple[Viewer, str]:
+        viewer = self.authorize(request, conn)
+        assert viewer.account is not None
+        return viewer, viewer.account.sfid
 
     # --- sign-in, sign-out, account choice --------------------------------------------
 
@@ -274,32 +285,27 @@ class Portal:
 
     def products(self, request: Request) -> Response:
         """Purchased Products, the default tab."""
-        viewer = self.authorize(request)
-        assert viewer.account is not None
         with self.engine.connect() as conn:
-            summary = queries.purchased_products(conn, viewer.account.sfid)
+            viewer, account = self._scoped(request, conn)
+            summary = queries.purchased_products(conn, account)
         return self.page(viewer, "products.html", tab="products", summary=summary)
 
     def asset(self, request: Request) -> Response:
         """One purchased product."""
-        viewer = self.authorize(request)
-        assert viewer.account is not None
         sfid = request.path_params["sfid"]
-        asset = None
-        if is_crm_id(sfid):
-            with self.engine.connect() as conn:
-                asset = queries.get_asset(conn, viewer.account.sfid, sfid)
+        with self.engine.connect() as conn:
+            viewer, account = self._scoped(request, conn)
+            asset = queries.get_asset(conn, account, sfid) if is_crm_id(sfid) else None
         if asset is None:
             return self.not_found(viewer)
         return self.page(viewer, "asset.html", tab="products", asset=asset)
 
     def orders(self, request: Request) -> Response:
         """Orders: filter by date range or one date, sort by date or amount, paginated."""
-        viewer = self.authorize(request)
-        assert viewer.account is not None
         query, errors = parse_list_query(request.query_params, amounts=False)
         with self.engine.connect() as conn:
-            page = queries.list_orders(conn, viewer.account.sfid, query)
+            viewer, account = self._scoped(request, conn)
+            page = queries.list_orders(conn, account, query)
         query = query.with_page(page.page)
         return self.page(
             viewer,
@@ -313,13 +319,10 @@ class Portal:
 
     def order(self, request: Request) -> Response:
         """One order with its lines."""
-        viewer = self.authorize(request)
-        assert viewer.account is not None
         sfid = request.path_params["sfid"]
-        found = None
-        if is_crm_id(sfid):
-            with self.engine.connect() as conn:
-                found = queries.get_order(conn, viewer.account.sfid, sfid)
+        with self.engine.connect() as conn:
+            viewer, account = self._scoped(request, conn)
+            found = queries.get_order(conn, account, sfid) if is_crm_id(sfid) else None
         if found is None:
             return self.not_found(viewer)
         order, lines = found
@@ -327,12 +330,11 @@ class Portal:
 
     def account(self, request: Request) -> Response:
         """Account details, payment methods and the billing summary."""
-        viewer = self.authorize(request)
-        assert viewer.account is not None
         with self.engine.connect() as conn:
-            account = queries.get_account(conn, viewer.account.sfid)
-            methods = queries.payment_methods(conn, viewer.account.sfid)
-            summary = queries.purchased_products(conn, viewer.account.sfid)
+            viewer, account_sfid = self._scoped(request, conn)
+            account = queries.get_account(conn, account_sfid)
+            methods = queries.payment_methods(conn, account_sfid)
+            summary = queries.purchased_products(conn, account_sfid)
         if account is None:
             return self.not_found(viewer)
         default_method = next((m for m in methods if m.is_default), None)
@@ -350,24 +352,20 @@ class Portal:
 
     def payment_method(self, request: Request) -> Response:
         """One payment method (masked)."""
-        viewer = self.authorize(request)
-        assert viewer.account is not None
         sfid = request.path_params["sfid"]
-        method = None
-        if is_crm_id(sfid):
-            with self.engine.connect() as conn:
-                method = queries.get_payment_method(conn, viewer.account.sfid, sfid)
+        with self.engine.connect() as conn:
+            viewer, account = self._scoped(request, conn)
+            method = queries.get_payment_method(conn, account, sfid) if is_crm_id(sfid) else None
         if method is None:
             return self.not_found(viewer)
         return self.page(viewer, "payment_method.html", tab="account", method=method)
 
     def invoices(self, request: Request) -> Response:
         """Invoices: filter by date or amount, sort by date or amount, paginated."""
-        viewer = self.authorize(request)
-        assert viewer.account is not None
         query, errors = parse_list_query(request.query_params, amounts=True)
         with self.engine.connect() as conn:
-            page = queries.list_invoices(conn, viewer.account.sfid, query)
+            viewer, account = self._scoped(request, conn)
+            page = queries.list_invoices(conn, account, query)
         query = query.with_page(page.page)
         return self.page(
             viewer,
@@ -382,14 +380,13 @@ class Portal:
     def _invoice(
         self, request: Request
     ) -> tuple[Viewer, queries.InvoiceDetail, queries.AccountView] | Response:
-        viewer = self.authorize(request)
-        assert viewer.account is not None
         sfid = request.path_params["sfid"]
-        if not is_crm_id(sfid):
-            return self.not_found(viewer)
         with self.engine.connect() as conn:
-            detail = queries.get_invoice(conn, viewer.account.sfid, sfid)
-            account = queries.get_account(conn, viewer.account.sfid)
+            viewer, account_sfid = self._scoped(request, conn)
+            if not is_crm_id(sfid):
+                return self.not_found(viewer)
+            detail = queries.get_invoice(conn, account_sfid, sfid)
+            account = queries.get_account(conn, account_sfid)
         if detail is None or account is None:
             return self.not_found(viewer)
         return viewer, detail, account

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -13,6 +16,8 @@ from sync.sandbox.app import Sandbox
 from sync.sandbox.config import SandboxConfig
 from sync.sandbox.server import bind, uvicorn_config
 from sync.settings import Settings
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
@@ -30,6 +35,32 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         daily_limit=args.daily_limit,
         retention=args.retention,
     )
+
+
+class _ForegroundServer(uvicorn.Server):
+    """uvicorn in the main thread: announces itself once it accepts connections.
+
+    On SIGTERM or SIGINT it shuts down gracefully and returns, so the database is closed
+    and the process exits with status 0 (uvicorn would re-raise the signal instead).
+    """
+
+    def __init__(self, config: uvicorn.Config, banner: str) -> None:
+        super().__init__(config)
+        self.banner = banner
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        sys.stdout.write(self.banner)
+        sys.stdout.flush()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -59,16 +90,10 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 1
         host, port = sock.getsockname()[:2]
-        server = uvicorn.Server(uvicorn_config(sandbox))
-        original_startup = server.startup
-
-        async def startup(sockets: list[socket.socket] | None = None) -> None:
-            await original_startup(sockets=sockets)
-            shown = f"[{host}]" if ":" in host else host
-            sys.stdout.write(f"Sandbox CRM listening on http://{shown}:{port}\n")
-            sys.stdout.flush()
-
-        server.startup = startup  # type: ignore[method-assign]
+        shown = f"[{host}]" if ":" in host else host
+        server = _ForegroundServer(
+            uvicorn_config(sandbox), f"Sandbox CRM listening on http://{shown}:{port}\n"
+        )
         server.run(sockets=[sock])
     finally:
         sandbox.close()

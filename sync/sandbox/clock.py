@@ -93,14 +93,22 @@ class ModstampClock:
             self._last = max(self._last + 1, to_ms(self._now()))
             return self._last
 
-    def block(self, count: int, *, end_ms: int | None = None) -> int:
-        """Reserve ``count`` consecutive stamps; returns the first.
+    @property
+    def last_ms(self) -> int:
+        """The latest stamp handed out (0 before the first)."""
+        with self._lock:
+            return self._last
 
-        With ``end_ms`` the block ends there (or just after the last stamp handed out,
-        whichever is later): seeding uses it to place bulk-created records in the past.
+    def reserve(self, count: int) -> tuple[int, int]:
+        """Stamps for ``count`` records written together (seeding); returns (first, last).
+
+        The range ends now and spans ``count`` milliseconds when that fits after the
+        previous stamp, so records get distinct stamps in the past; when it does not fit,
+        records share milliseconds rather than run ahead of the wall clock. Either way
+        every later stamp is after the range.
         """
         with self._lock:
-            end = to_ms(self._now()) if end_ms is None else end_ms
-            first = max(self._last + 1, end - count + 1)
-            self._last = first + count - 1
-            return first
+            last = max(to_ms(self._now()), self._last + 1)
+            first = max(self._last + 1, last - count + 1)
+            self._last = last
+            return first, last

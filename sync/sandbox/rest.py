@@ -342,7 +342,10 @@ class RestApi:
                 "INVALID_REPLICATION_DATE",
                 "startDate must chronologically precede endDate",
             )
-        covered_ms = min(to_ms(end), self.store.clock.wall_ms())
+        # stamps may run ahead of the wall clock under bursts of writes (see the clock);
+        # nothing written later can get a stamp at or before the latest one handed out
+        clock = self.store.clock
+        covered_ms = min(to_ms(end), max(clock.wall_ms(), clock.last_ms + 1))
         start_text, covered = format_ms(to_ms(start)), format_ms(covered_ms)
         if kind == "deleted":
             rows = self.store.deleted_between(obj, start_text, covered)

@@ -470,8 +470,9 @@ def seed(
     total = sum(len(rows) for rows in builder.rows.values())
     if total == 0:
         return {}
-    # every seeded record gets its own SystemModstamp, 1 ms apart, ending now
-    stamp = store.clock.block(total)
+    first, last = store.clock.reserve(total)
+    span = last - first
+    position = 0
     counts: dict[str, int] = {}
     with store.transaction():
         for name, rows in builder.rows.items():
@@ -480,8 +481,8 @@ def seed(
                 continue
             encoded = []
             for row in rows:
-                moment = format_ms(stamp)
-                stamp += 1
+                moment = format_ms(first + position * span // max(1, total - 1))
+                position += 1
                 encoded.append((row[0], 0, moment, moment, moment, *row[1:]))
             store.bulk_insert(obj, (*SYSTEM_FIELDS, *_COLUMNS[name]), encoded)
             counts[obj.name] = len(rows)

@@ -26,17 +26,20 @@ from sync.sandbox.clock import ModstampClock, format_ms, parse_datetime, to_ms
 from sync.sandbox.errors import ApiError, entity_deleted, not_found
 from sync.sandbox.schema import FieldDef, ObjectDef, Schema
 from sync.sandbox.tables import column_type, create_index_sql, create_table_sql
+from sync.sandbox.validation import (
+    check_required,
+    check_unique,
+    convert,
+    quote,
+    row_state,
+    value_error_code,
+)
 from sync.sandbox.values import FieldValueError, sqlite_value_from_json
 
 ROW_COLUMN = "rowid"
 _PURGE_EVERY = 1.0  # seconds between checks for deleted records past retention
 
 Record = dict[str, Any]
-
-
-def quote(name: str) -> str:
-    """A double-quoted SQL identifier (names come from the schema, never from requests)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 class MultipleMatches(Exception):
@@ -211,13 +214,6 @@ class Store:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return obj
 
-    def _row_state(self, obj: ObjectDef, record_id: str) -> tuple[str, int, str] | None:
-        row = self.conn.execute(
-            f'SELECT "Id", "IsDeleted", "LastModifiedDate" FROM {quote(obj.name)} WHERE "Id" = ?',
-            (record_id,),
-        ).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
-
     def _existing_id(self, obj: ObjectDef, raw_id: str) -> str:
         record_id = ids.normalize(raw_id)
         if record_id is None or not record_id.startswith(obj.key_prefix):
@@ -226,7 +222,7 @@ class Store:
                 "NOT_FOUND" if record_id is None else "MALFORMED_ID",
                 f"{obj.name} ID: id value of incorrect type: {raw_id}",
             )
-        state = self._row_state(obj, record_id)
+        state = row_state(self.conn, obj, record_id)
         if state is None:
             raise not_found()
         if state[1]:
@@ -267,105 +263,6 @@ class Store:
 
     # -- validated writes ------------------------------------------------------------
 
-    def convert(self, obj: ObjectDef, values: dict[str, Any], *, creating: bool) -> Record:
-        """Request JSON -> stored values, with Salesforce's field-level checks.
-
-        Raises:
-            ApiError: 400 INVALID_FIELD (unknown field),
-                INVALID_FIELD_FOR_INSERT_UPDATE (read-only field), a type error naming the
-                field, or MALFORMED_ID / INVALID_CROSS_REFERENCE_KEY for references.
-        """
-        out: Record = {}
-        for key, value in values.items():
-            if key == "attributes":
-                continue
-            f = obj.field(key)
-            if f is None:
-                raise ApiError(
-                    400,
-                    "INVALID_FIELD",
-                    f"No such column '{key}' on sobject of type {obj.name}",
-                    [key],
-                )
-            if (creating and not f.createable) or (not creating and not f.updateable):
-                raise ApiError(
-                    400,
-                    "INVALID_FIELD_FOR_INSERT_UPDATE",
-                    f"Unable to create/update fields: {f.name}. Please check the security "
-                    "settings of this field and verify that it is read/write for your "
-                    "profile or permission set.",
-                    [f.name],
-                )
-            if value is None:
-                out[f.name] = None
-                continue
-            try:
-                stored = sqlite_value_from_json(f, value)
-            except FieldValueError as exc:
-                raise ApiError(400, _value_error_code(f, exc), str(exc), [f.name]) from None
-            if f.type == "reference" and stored is not None:
-                stored = self._check_reference(f, str(stored))
-            out[f.name] = stored
-        return out
-
-    def _check_reference(self, f: FieldDef, raw: str) -> str:
-        record_id = ids.normalize(raw)
-        targets = [t for t in (self.schema.get(name) for name in f.reference_to) if t]
-        target = next(
-            (t for t in targets if record_id and record_id.startswith(t.key_prefix)), None
-        )
-        if record_id is None or target is None:
-            raise ApiError(
-                400, "MALFORMED_ID", f"{f.label}: id value of incorrect type: {raw}", [f.name]
-            )
-        state = self._row_state(target, record_id)
-        if state is None:
-            raise ApiError(
-                400,
-                "INVALID_CROSS_REFERENCE_KEY",
-                f"{f.label}: invalid cross reference id",
-                [f.name],
-            )
-        if state[1]:
-            raise ApiError(400, "ENTITY_IS_DELETED", "entity is deleted", [f.name])
-        return record_id
-
-    def _check_required(self, obj: ObjectDef, row: Record, *, creating: bool) -> None:
-        missing = [
-            f.name
-            for f in obj.fields.values()
-            if f.required
-            and (
-                (creating and row.get(f.name) is None)
-                or (not creating and f.name in row and row[f.name] is None)
-            )
-        ]
-        if missing:
-            raise ApiError(
-                400,
-                "REQUIRED_FIELD_MISSING",
-                f"Required fields are missing: [{', '.join(missing)}]",
-                missing,
-            )
-
-    def _check_unique(self, obj: ObjectDef, row: Record, own_id: str | None) -> None:
-        for name, value in row.items():
-            f = obj.fields[name.lower()]
-            if not f.unique or value is None or f.name == "Id":
-                continue
-            hit = self.conn.execute(
-                f'SELECT "Id" FROM {quote(obj.name)} WHERE {quote(f.name)} = ? '
-                'AND "IsDeleted" = 0 AND "Id" != ? LIMIT 1',
-                (value, own_id or ""),
-            ).fetchone()
-            if hit:
-                raise ApiError(
-                    400,
-                    "DUPLICATE_VALUE",
-                    f"duplicate value found: {f.name} duplicates value on record with id: {hit[0]}",
-                    [f.name],
-                )
-
     def create(self, obj: ObjectDef, values: dict[str, Any]) -> str:
         """Insert one record from request JSON; returns its new Id.
 
@@ -374,7 +271,7 @@ class Store:
                 DUPLICATE_VALUE.
         """
         with self.transaction() as conn:
-            row = self.convert(obj, values, creating=True)
+            row = convert(self.conn, self.schema, obj, values, creating=True)
             for f in obj.fields.values():
                 if f.system or f.name in row:
                     continue
@@ -382,8 +279,8 @@ class Store:
                     row[f.name] = int(f.default) if f.type == "boolean" else f.default
                 elif f.type == "boolean":
                     row[f.name] = 0
-            self._check_required(obj, row, creating=True)
-            self._check_unique(obj, row, None)
+            check_required(obj, row, creating=True)
+            check_unique(self.conn, obj, row, None)
             record_id = self.ids.new(obj.key_prefix)
             stamp = format_ms(self.clock.next_ms())
             row.update(
@@ -425,9 +322,9 @@ class Store:
         with self.transaction() as conn:
             record_id = self._existing_id(obj, raw_id)
             values = {k: v for k, v in values.items() if k.lower() != "id"}
-            row = self.convert(obj, values, creating=False)
+            row = convert(self.conn, self.schema, obj, values, creating=False)
             if if_unmodified_since_ms is not None:
-                state = self._row_state(obj, record_id)
+                state = row_state(self.conn, obj, record_id)
                 modified = parse_datetime(state[2]) if state else None
                 if modified is not None and to_ms(modified) // 1000 > (
                     if_unmodified_since_ms // 1000
@@ -438,8 +335,8 @@ class Store:
                         "The requested resource has been modified since the time "
                         "specified in the If-Unmodified-Since header",
                     )
-            self._check_required(obj, row, creating=False)
-            self._check_unique(obj, row, record_id)
+            check_required(obj, row, creating=False)
+            check_unique(self.conn, obj, row, record_id)
             stamp = format_ms(self.clock.next_ms())
             row.update(LastModifiedDate=stamp, SystemModstamp=stamp)
             names = list(row)
@@ -475,7 +372,7 @@ class Store:
             try:
                 stored = sqlite_value_from_json(f, value)
             except FieldValueError as exc:
-                raise ApiError(400, _value_error_code(f, exc), str(exc), [f.name]) from None
+                raise ApiError(400, value_error_code(f, exc), str(exc), [f.name]) from None
             matches = self.find_by_external_id(obj, f, stored)
             if len(matches) > 1:
                 raise MultipleMatches(matches)
@@ -645,16 +542,3 @@ class Store:
             copy.backup(self.conn)
             self.ids.restore(counters)
             self._observe_rows()
-
-
-def _value_error_code(f: FieldDef, exc: Exception) -> str:
-    code = getattr(exc, "status_code", None)
-    if isinstance(code, str) and code:
-        return code
-    if f.type == "picklist":
-        return "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
-    if f.type == "email":
-        return "INVALID_EMAIL_ADDRESS"
-    if f.type in ("string", "textarea", "phone"):
-        return "STRING_TOO_LONG"
-    return "JSON_PARSER_ERROR"

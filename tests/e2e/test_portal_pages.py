@@ -39,7 +39,7 @@ def order_names(html: str) -> list[str]:
 
 
 def invoice_numbers(html: str) -> list[str]:
-    return re.findall(r"<tr>\s*<td>([^<]+)</td>\s*<td><time", html)
+    return re.findall(r"<tr>\s*<td class=\"nowrap\">([^<]+)</td>\s*<td><time", html)
 
 
 def test_given_a_billing_admin_link_when_opened_then_purchased_products_is_the_default(

@@ -42,7 +42,7 @@ def test_given_wrong_password_when_soap_login_then_authentication_failed_invalid
         login(crm_sandbox, password="wrong")
 
     assert failure.value.code == "INVALID_LOGIN"
-    assert "Invalid username, password, security token" in failure.value.message
+    assert "Invalid username, password, security token" in str(failure.value)
 
 
 def test_given_missing_security_token_when_soap_login_then_refused(crm_sandbox):

@@ -33,6 +33,7 @@ class SandboxProcess:
     url: str
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     def stop(self, timeout: float = 15.0) -> int:
         """Ask the sandbox to shut down (SIGTERM), then kill it if it lingers."""
@@ -43,6 +44,10 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=timeout)
+        if self.reader is not None:
+            self.reader.join(timeout=timeout)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         return self.process.returncode
 
 
@@ -77,7 +82,8 @@ def start_sandbox(*args: str, timeout: float = 60.0) -> SandboxProcess:
             lines.put(line)
         lines.put(None)
 
-    threading.Thread(target=pump, name=f"sandbox-{process.pid}", daemon=True).start()
+    reader = threading.Thread(target=pump, name=f"sandbox-{process.pid}", daemon=True)
+    reader.start()
     deadline = time.monotonic() + timeout
     url = None
     while url is None:
@@ -87,12 +93,12 @@ def start_sandbox(*args: str, timeout: float = 60.0) -> SandboxProcess:
         except queue.Empty:
             line = ""
         if line is None or remaining <= 0:
-            SandboxProcess("", process, output).stop()
+            SandboxProcess("", process, output, reader).stop()
             raise RuntimeError("the sandbox did not start:\n" + "".join(output))
         match = _LISTENING.search(line)
         if match:
             url = match.group(1)
-    sandbox = SandboxProcess(url, process, output)
+    sandbox = SandboxProcess(url, process, output, reader)
     try:
         requests.get(f"{url}/_sandbox/stats", timeout=10).raise_for_status()
     except requests.RequestException:

@@ -154,3 +154,18 @@ def test_given_a_15_character_id_when_converted_then_the_crm_checksum_is_appende
     assert to_18_char_id("001A0000006Vm9rIAC") == "001A0000006Vm9rIAC"
     with pytest.raises(ValueError):
         to_18_char_id("001-bad")
+
+
+def test_given_contacts_when_access_is_read_in_one_query_then_it_matches_the_rule(engine):
+    from sync.access import contact_access
+
+    w = build_world(engine)
+    with engine.connect() as conn:
+        admin, admin_accounts = contact_access(conn, w.multi_admin, ROLE)
+        user, user_accounts = contact_access(conn, w.business_user, ROLE)
+        missing = contact_access(conn, "003999999999999AAA", ROLE)
+
+    assert admin is not None and admin.display_name == "Max Multi"
+    assert [a.name for a in admin_accounts] == ["Globex Inc", "Initech LLC"]
+    assert user is not None and user_accounts == []
+    assert missing == (None, [])

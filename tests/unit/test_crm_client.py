@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -163,6 +164,7 @@ def test_given_expired_session_when_requesting_then_logs_in_again_and_resends(
     assert client.logins == 2
     assert mock.calls[3].request.headers["Authorization"] == "Bearer SESSION-NEW"
     assert sleeps.waits == []  # renewing a session is not an outage: no backoff
+    assert client.api_calls == 1  # the 401 never reached the API
 
 
 def test_given_session_rejected_even_after_renewal_when_requesting_then_bounded_then_raises(
@@ -201,7 +203,7 @@ def test_given_request_limit_exceeded_when_requesting_then_raises_at_once_with_u
     assert len(data_calls(mock)) == 1
     assert sleeps.waits == []
     assert client.api_usage == ApiUsage(used=15000, max=15000)
-    assert client.api_calls == 1
+    assert client.api_calls == 0  # a refused request is not counted by the org
 
 
 def test_given_concurrent_request_limit_then_ok_when_requesting_then_retried(
@@ -489,3 +491,58 @@ def test_given_settings_with_instance_url_when_from_settings_then_requests_are_r
     client.limits()
 
     assert [c.request.url for c in mock.calls] == [LOGIN_URL, LIMITS]
+
+
+def test_given_plain_requests_session_when_requesting_then_a_timeout_is_still_sent(
+    mock: responses.RequestsMock,
+) -> None:
+    mock.add(
+        responses.POST,
+        "https://login.salesforce.com/services/Soap/u/59.0",
+        body=login_body("S"),
+        content_type="text/xml",
+    )
+    mock.add(responses.GET, "https://na1.salesforce.com/services/data/v59.0/limits", json={})
+    client = CrmClient(make_client().credentials, session=requests.Session())
+
+    client.limits()
+
+    assert mock.calls[1].request.req_kwargs["timeout"] == (10.0, 120.0)
+
+
+def test_given_many_threads_hit_an_expired_session_when_requesting_then_one_renewal(
+    mock: responses.RequestsMock,
+) -> None:
+    sessions: list[str] = []
+    lock = threading.Lock()
+
+    def soap_login(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        with lock:
+            sessions.append(f"SESSION-{len(sessions) + 1}")
+            return 200, {"Content-Type": "text/xml"}, login_body(sessions[-1])
+
+    def limits(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        if request.headers["Authorization"] == "Bearer SESSION-1":
+            return 401, {}, text("error_invalid_session.json")
+        return 200, {}, text("limits.json")
+
+    mock.add_callback(responses.POST, LOGIN_URL, callback=soap_login)
+    mock.add_callback(responses.GET, LIMITS, callback=limits)
+    client = make_client()
+    client.login()
+    barrier = threading.Barrier(8)
+    answers: list[object] = []
+
+    def worker() -> None:
+        barrier.wait()
+        answers.append(client.limits())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert len(answers) == 8
+    assert sessions == ["SESSION-1", "SESSION-2"]
+    assert client.logins == 2

@@ -59,6 +59,13 @@ def errors(code: str, message: str = "msg", fields: list[str] | None = None) -> 
         (300, None, "", ErrorResolution.FAIL),
         (None, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "", ErrorResolution.FAIL),
         (429, None, "", ErrorResolution.RETRY),
+        (
+            400,
+            "QUERY_TIMEOUT",
+            "Your query request was running for too long.",
+            ErrorResolution.RETRY,
+        ),
+        (400, "INVALID_QUERY_LOCATOR", "invalid query locator", ErrorResolution.FAIL),
     ],
 )
 def test_given_failure_when_resolved_then_table_decides(

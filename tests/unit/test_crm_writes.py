@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -346,3 +347,30 @@ def test_given_result_count_mismatch_when_collection_create_then_malformed(
 
     with pytest.raises(Exception, match="1 results for 2 records"):
         make_client(max_attempts=1).collection_create("Account", [{"Name": "a"}, {"Name": "b"}])
+
+
+def test_given_decimal_amount_when_create_then_sent_as_exact_json_number(
+    mock: responses.RequestsMock,
+) -> None:
+    add_login(mock)
+    add_json(mock, "POST", f"{DATA}/sobjects/Apttus_Config2__Order__c", data("create_ok.json"))
+
+    make_client().create(
+        "Apttus_Config2__Order__c",
+        {"Apttus_Config2__OrderAmount__c": Decimal("1234567890123456.78"), "Name": "O-1"},
+    )
+
+    assert mock.calls[1].request.body == (
+        b'{"Apttus_Config2__OrderAmount__c":1234567890123456.78,"Name":"O-1"}'
+    )
+
+
+def test_given_update_answered_with_unexpected_body_when_updating_then_body_is_ignored(
+    mock: responses.RequestsMock,
+) -> None:
+    add_login(mock)
+    mock.add(responses.PATCH, ACCOUNT_URL, status=200, body=b"<html>ok</html>")
+
+    make_client(max_attempts=1).update("Account", ACCOUNT_ID, {"Name": "X"})
+
+    assert len(mock.calls) == 2

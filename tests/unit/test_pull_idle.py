@@ -1,0 +1,113 @@
+import datetime as dt
+from urllib.parse import unquote
+
+import pytest
+
+from sync.context import SyncContext
+from sync.db import repo
+from sync.db.engine import make_engine, upgrade
+from sync.mapping import load_mappings
+from sync.mapping.loader import PROJECT_MAPPINGS
+from sync.mapping.transform import format_sf_datetime
+from sync.pull import changed_mappings
+from sync.settings import Settings
+
+UTC = dt.UTC
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+WATERMARK = NOW - dt.timedelta(minutes=10)
+
+
+class FakeCrm:
+    """Answers /composite idle checks: a record newer than the watermark for `changed`."""
+
+    def __init__(self, changed=()):
+        self.changed = set(changed)
+        self.calls = []
+        self.api_calls = 0
+
+    def data_url(self, path):
+        return f"/services/data/v59.0/{path}"
+
+    def composite(self, subrequests):
+        self.api_calls += 1
+        self.calls.append([unquote(s["url"]) for s in subrequests])
+        answers = []
+        for sub in subrequests:
+            soql = unquote(sub["url"])
+            obj = soql.split(" FROM ")[1].split(" ")[0]
+            stamp = WATERMARK + dt.timedelta(seconds=1 if obj in self.changed else -0.5)
+            records = [{"Id": "x", "SystemModstamp": format_sf_datetime(stamp)}]
+            answers.append(
+                {"httpStatusCode": 200, "body": {"totalSize": 1, "done": True, "records": records}}
+            )
+        return answers
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def ctx(sqlite_database_url):
+    engine = make_engine(sqlite_database_url)
+    upgrade(engine)
+    mappings = load_mappings(PROJECT_MAPPINGS)
+    context = SyncContext(
+        settings=Settings(database_url=sqlite_database_url),
+        engine=engine,
+        crm=FakeCrm(),  # type: ignore[arg-type]
+        mappings=mappings,
+        clock=lambda: NOW,
+    )
+    with engine.begin() as conn:
+        for name in mappings.names:
+            repo.save_state(conn, name, NOW, watermark=WATERMARK, last_pass_finished_at=NOW)
+    yield context
+    engine.dispose()
+
+
+def test_given_eleven_idle_mappings_when_checked_then_three_calls_of_at_most_five_queries(ctx):
+    assert changed_mappings(ctx, now=NOW) == []
+
+    assert ctx.crm.api_calls == 3
+    assert [len(c) for c in ctx.crm.calls] == [5, 5, 1]
+    assert all(
+        "queryAll?q=SELECT Id, SystemModstamp FROM" in url for c in ctx.crm.calls for url in c
+    )
+    assert all("LIMIT 1" in url for c in ctx.crm.calls for url in c)
+
+
+def test_given_record_in_same_second_but_before_watermark_when_checked_then_unchanged(ctx):
+    # SOQL bounds have whole seconds: the answer is compared with the exact watermark.
+    ctx.crm.changed = set()
+
+    assert changed_mappings(ctx, ["accounts"], now=NOW) == []
+
+
+def test_given_changes_when_checked_then_those_mappings_and_crm_time_hint(ctx):
+    ctx.crm.changed = {"Account", "AccountContactRole"}
+
+    changed = changed_mappings(ctx, now=NOW)
+
+    assert changed == ["account_contact_roles", "accounts"]
+    assert ctx.crm_time_hints["accounts"] == WATERMARK + dt.timedelta(seconds=1)
+
+
+def test_given_paused_and_never_pulled_mappings_when_checked_then_not_asked(ctx):
+    with ctx.engine.begin() as conn:
+        repo.save_state(conn, "accounts", NOW, paused=True)
+        repo.save_state(conn, "contacts", NOW, watermark=None, last_pass_finished_at=None)
+
+    changed = changed_mappings(ctx, ["accounts", "contacts", "products"], now=NOW)
+
+    assert changed == ["contacts"]
+    assert ctx.crm.calls == [[u for u in ctx.crm.calls[0] if "FROM Product2" in u]]
+
+
+def test_given_record_error_due_when_checked_then_mapping_pulled(ctx):
+    with ctx.engine.begin() as conn:
+        repo.save_record_errors(
+            conn, "orders", {"a0A000000000001AAA": "bad"}, now=NOW - dt.timedelta(minutes=2)
+        )
+
+    assert changed_mappings(ctx, ["orders"], now=NOW) == ["orders"]
+    assert ctx.crm.api_calls == 0
