@@ -262,11 +262,7 @@ def begin_pass(conn: Connection, mapping: str, kind: str, started_at: dt.datetim
     A pass of the same mapping still marked ``running`` was interrupted (its process
     died): it is closed as ``interrupted``.
     """
-    conn.execute(
-        update(PASSES)
-        .where(PASSES.c.mapping == mapping, PASSES.c.outcome == "running")
-        .values(outcome="interrupted", finished_at=started_at)
-    )
+    close_stale_passes(conn, mapping, started_at)
     result = conn.execute(
         insert(PASSES).values(
             mapping=mapping,
@@ -281,6 +277,21 @@ def begin_pass(conn: Connection, mapping: str, kind: str, started_at: dt.datetim
     assert pass_id is not None
     save_state(conn, mapping, started_at, last_pass_started_at=started_at)
     return int(pass_id)
+
+
+def close_stale_passes(conn: Connection, mapping: str, now: dt.datetime) -> int:
+    """Close ``mapping``'s passes still marked ``running`` as ``interrupted``.
+
+    Called when a new pass (or an idle check that found nothing) starts, which the
+    per-mapping lock allows only after the previous pass ended; a pass left ``running``
+    then belongs to a process that died. Returns how many were closed.
+    """
+    result = conn.execute(
+        update(PASSES)
+        .where(PASSES.c.mapping == mapping, PASSES.c.outcome == "running")
+        .values(outcome="interrupted", finished_at=now)
+    )
+    return max(result.rowcount, 0)
 
 
 def pass_progress(conn: Connection, pass_id: int, records: int, api_calls: int) -> None:

@@ -270,8 +270,8 @@ class Portal:
 
     async def choose_account(self, request: Request) -> Response:
         """Remember the chosen account in the session (POST with CSRF token)."""
-        form = await request.form()
         viewer = await run_in_threadpool(self.authorize, request, need_account=False)
+        form = await request.form()
         token, account = form.get("csrf_token"), form.get("account")
         if not self.signer.check_csrf(viewer.session, token if isinstance(token, str) else None):
             return self.message(403, "This form has expired", "Reload the page and try again.")

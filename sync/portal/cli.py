@@ -7,7 +7,7 @@ import sys
 
 from sync.access import ContactLookupError, billing_admin_accounts, find_contact
 from sync.db.engine import current_revision, make_engine
-from sync.portal.links import MAX_LINK_TTL, PortalSigner
+from sync.portal.links import MAX_LINK_TTL, signed_link
 from sync.settings import Settings, SettingsError
 
 
@@ -24,7 +24,7 @@ def portal_link_command(args: argparse.Namespace, settings: Settings) -> int:
     missing, the database has no schema, or no single contact matches.
     """
     try:
-        secret = settings.require_portal_secret()
+        settings.require_portal_secret()
     except SettingsError as exc:
         return _fail(str(exc))
     ttl = float(args.ttl)
@@ -45,7 +45,7 @@ def portal_link_command(args: argparse.Namespace, settings: Settings) -> int:
             accounts = billing_admin_accounts(conn, contact.sfid, settings.billing_admin_role)
     finally:
         engine.dispose()
-    url = PortalSigner(secret).link_url(settings.public_url, contact.sfid, ttl=ttl)
+    url = signed_link(settings, contact.sfid, ttl=ttl)
     sys.stdout.write(url + "\n")
     if not accounts:
         sys.stderr.write(

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sync.access import is_crm_id
+from sync.settings import Settings
 
 UTC = dt.UTC
 LINK_VERSION = 1
@@ -281,3 +282,14 @@ class PortalSigner:
         return hmac.compare_digest(
             token.encode("ascii", "replace"), self.csrf_token(session).encode()
         )
+
+
+def signed_link(settings: Settings, contact_sfid: str, *, ttl: float = DEFAULT_LINK_TTL) -> str:
+    """The portal URL for ``contact_sfid`` under ``BILLING_SYNC_PUBLIC_URL``.
+
+    Raises:
+        SettingsError: ``BILLING_SYNC_PORTAL_SECRET`` is unset or too short.
+        ValueError: the contact Id is malformed or the ttl is out of range.
+    """
+    signer = PortalSigner(settings.require_portal_secret())
+    return signer.link_url(settings.public_url, contact_sfid, ttl=ttl)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -14,19 +15,21 @@ from sync.portal.app import create_app
 from sync.settings import Settings
 
 
-def _config(app: Any, host: str, port: int, **kwargs: Any) -> uvicorn.Config:
+def _config(app: Any, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        log_level=kwargs.pop("log_level", "warning"),
-        access_log=kwargs.pop("access_log", False),
-        # Behind a TLS-terminating proxy on this host, X-Forwarded-Proto makes the
-        # request https, which turns on Secure cookies and HSTS.
+        log_level="warning",
+        # The access log would write every URL, and a portal link's URL carries its
+        # signed token: anyone reading the log could sign in until the link expires.
+        access_log=False,
+        # Behind a TLS-terminating proxy, X-Forwarded-Proto makes the request https,
+        # which turns on Secure cookies and HSTS. Only the listed proxies are believed
+        # (uvicorn's FORWARDED_ALLOW_IPS; default: this host).
         proxy_headers=True,
-        forwarded_allow_ips=kwargs.pop("forwarded_allow_ips", "127.0.0.1"),
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
         server_header=False,
-        **kwargs,
     )
 
 

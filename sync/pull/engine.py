@@ -416,6 +416,7 @@ def _mark_unchanged(
                     )
                 )
                 continue
+            repo.close_stale_passes(conn, name, now)
             repo.save_state(
                 conn,
                 name,

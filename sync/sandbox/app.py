@@ -32,7 +32,14 @@ from sync.sandbox.config import SandboxConfig
 from sync.sandbox.errors import ApiError, invalid_session, limit_exceeded, not_found
 from sync.sandbox.limits import ApiUsage, Faults, Stats
 from sync.sandbox.queries import LocatorCache, QueryService
-from sync.sandbox.rest import ApiRequest, ApiResponse, RestApi, endpoint_of, parse_version
+from sync.sandbox.rest import (
+    ApiRequest,
+    ApiResponse,
+    RestApi,
+    endpoint_of,
+    parse_version,
+)
+from sync.sandbox.rest import versions as api_versions
 from sync.sandbox.schema import load_schema
 from sync.sandbox.seed import seed
 from sync.sandbox.store import Store
@@ -156,9 +163,7 @@ def create_app(sandbox: Sandbox) -> Starlette:
         return Response(orjson.dumps(body), status_code=status, media_type=JSON_TYPE)
 
     async def versions(request: Request) -> Response:
-        from sync.sandbox.rest import versions as version_list
-
-        return _json(sandbox, 200, version_list())
+        return _json(sandbox, 200, api_versions())
 
     async def data(request: Request) -> Response:
         version = parse_version(request.path_params["version"])
@@ -185,12 +190,13 @@ def create_app(sandbox: Sandbox) -> Starlette:
             headers={k.lower(): v for k, v in request.headers.items()},
             body=await request.body(),
         )
-        answer = await run_in_threadpool(_run, api_request)
-        return _json(sandbox, answer.status, answer.body, answer.headers)
+        return await run_in_threadpool(_run, api_request)
 
-    def _run(api_request: ApiRequest) -> ApiResponse:
+    def _run(api_request: ApiRequest) -> Response:
+        # runs in a worker thread: the database work and the encoding of large pages
         sandbox.store.maybe_purge()
-        return sandbox.api.handle(api_request)
+        answer: ApiResponse = sandbox.api.handle(api_request)
+        return _json(sandbox, answer.status, answer.body, answer.headers)
 
     # -- test hooks --------------------------------------------------------------------
 
@@ -263,7 +269,7 @@ def create_app(sandbox: Sandbox) -> Starlette:
         return _error(sandbox, ApiError(status, "UNKNOWN_EXCEPTION", str(exc)))
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("sandbox request failed: %s %s", request.method, request.url.path)
+        log.error("sandbox request failed: %s %s", request.method, request.url.path, exc_info=exc)
         return _error(
             sandbox,
             ApiError(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please try again."),

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -73,7 +74,11 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     if config.seed < 0:
         sys.stderr.write("billing-sync sandbox: --seed must not be negative\n")
         return 2
-    sandbox = Sandbox(config)
+    try:
+        sandbox = Sandbox(config)
+    except sqlite3.Error as exc:
+        sys.stderr.write(f"billing-sync sandbox: cannot open {config.db_path}: {exc}\n")
+        return 1
     try:
         started = time.perf_counter()
         counts = sandbox.start()
@@ -82,6 +87,8 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
                 f"Seeded {config.seed} accounts ({sum(counts.values())} records) in "
                 f"{time.perf_counter() - started:.1f} s\n"
             )
+        elif config.seed:
+            sys.stdout.write(f"{config.db_path} already holds data: not seeding\n")
         try:
             sock = bind(config.host, config.port)
         except OSError as exc:

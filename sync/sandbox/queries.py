@@ -21,11 +21,12 @@ from sync.sandbox import ids
 from sync.sandbox.errors import ApiError
 from sync.sandbox.schema import FieldDef, ObjectDef, Schema
 from sync.sandbox.store import ROW_COLUMN, Store
-from sync.sandbox.values import row_converter
+from sync.sandbox.values import NUMBER_TYPES, soql_value_from_sqlite
 
 DEFAULT_BATCH = 2000
 MIN_BATCH = 200
 LOCATOR_PREFIX = "01g"
+_CONVERTED_TYPES = NUMBER_TYPES | {"boolean"}  # every other type is stored as its JSON text
 
 
 def batch_size_from_header(value: str | None) -> int:
@@ -67,7 +68,7 @@ class LocatorCache:
             used locators are dropped.
     """
 
-    def __init__(self, ttl: float = 900.0, max_rows: int = 20_000_000) -> None:
+    def __init__(self, ttl: float = 900.0, max_rows: int = 5_000_000) -> None:
         self.ttl = ttl
         self.max_rows = max_rows
         self._lock = threading.Lock()
@@ -172,12 +173,19 @@ class QueryService:
         obj = locator.obj
         columns = ["Id", *(f.name for f in locator.fields)]
         rows = self.store.rows_by_number(obj, columns, locator.rows[offset:end])
-        convert = row_converter(locator.fields)
+        names = ("attributes", *(f.name for f in locator.fields))
+        # stored text is already the JSON value; only numbers and booleans need converting
+        converted = [(i + 1, f) for i, f in enumerate(locator.fields) if f.type in _CONVERTED_TYPES]
         url_prefix = f"/services/data/v{version}/sobjects/{obj.name}/"
+        kind = obj.name
         records = []
         for row in rows:
-            record: dict[str, Any] = {"attributes": {"type": obj.name, "url": url_prefix + row[0]}}
-            record.update(convert(row[1:]))
+            record = dict(
+                zip(names, ({"type": kind, "url": url_prefix + row[0]}, *row[1:]), strict=True)
+            )
+            for i, f in converted:
+                name = names[i]
+                record[name] = soql_value_from_sqlite(f, record[name])
             records.append(record)
         page: dict[str, Any] = {"totalSize": total, "done": end >= total}
         if end < total:

@@ -160,7 +160,7 @@ class RestApi:
             return ApiResponse(
                 300,
                 [
-                    f"/services/data/v{req.version}/sobjects/{_object_name(req)}/{rid}"
+                    f"/services/data/v{req.version}/sobjects/{exc.object_name}/{rid}"
                     for rid in exc.record_ids
                 ],
             )
@@ -324,7 +324,7 @@ class RestApi:
         if not matches:
             raise not_found()
         if len(matches) > 1:
-            raise MultipleMatches(matches)
+            raise MultipleMatches(obj.name, matches)
         return self._record(req, method, obj, matches[0])
 
     def _window(self, req: ApiRequest, obj: ObjectDef, kind: str) -> ApiResponse:
@@ -359,8 +359,3 @@ class RestApi:
             )
         ids = self.store.updated_between(obj, start_text, covered)
         return ApiResponse(200, {"ids": ids, "latestDateCovered": covered})
-
-
-def _object_name(req: ApiRequest) -> str:
-    parts = [p for p in req.path.split("/") if p]
-    return parts[1] if len(parts) > 1 else ""

@@ -53,6 +53,7 @@ class SandboxServer:
         self.url = ""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
 
     @property
     def store(self) -> Store:
@@ -69,7 +70,7 @@ class SandboxServer:
         """
         self.sandbox = Sandbox(self.config)
         self.sandbox.start()
-        sock = bind(self.config.host, self.config.port)
+        sock = self._socket = bind(self.config.host, self.config.port)
         host, port = sock.getsockname()[:2]
         # asyncio, not uvloop: a thread must not change the process's event loop policy
         self._server = uvicorn.Server(uvicorn_config(self.sandbox, loop="asyncio"))
@@ -94,6 +95,9 @@ class SandboxServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
         if self.sandbox is not None:
             self.sandbox.close()
             self.sandbox = None

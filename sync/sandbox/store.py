@@ -45,8 +45,9 @@ Record = dict[str, Any]
 class MultipleMatches(Exception):
     """An external Id value matches several records (upsert answers 300)."""
 
-    def __init__(self, record_ids: list[str]) -> None:
-        super().__init__(f"{len(record_ids)} records match")
+    def __init__(self, object_name: str, record_ids: list[str]) -> None:
+        super().__init__(f"{len(record_ids)} {object_name} records match")
+        self.object_name = object_name
         self.record_ids = record_ids
 
 
@@ -111,7 +112,7 @@ class Store:
                         default = " DEFAULT 0" if f.type == "boolean" else ""
                         self.conn.execute(
                             f"ALTER TABLE {table} ADD COLUMN {quote(f.name)} "
-                            f"{column_type(f).replace(' NOT NULL', '')}{default}"
+                            f"{column_type(f)}{default}"
                         )
                 for stmt in create_index_sql(obj):
                     self.conn.execute(stmt)
@@ -375,7 +376,7 @@ class Store:
                 raise ApiError(400, value_error_code(f, exc), str(exc), [f.name]) from None
             matches = self.find_by_external_id(obj, f, stored)
             if len(matches) > 1:
-                raise MultipleMatches(matches)
+                raise MultipleMatches(obj.name, matches)
             body = {k: v for k, v in values.items() if k.lower() != f.name.lower()}
             if matches:
                 return WriteResult(self.update(obj, matches[0], body), created=False)
@@ -478,11 +479,15 @@ class Store:
         if not numbers:
             return []
         cols = ", ".join(quote(c) for c in columns)
+        low, high = min(numbers), max(numbers)
+        if high - low < 2 * len(numbers):
+            # a dense run of rows (a scan in table order): one range read beats a long IN
+            where, params = f"{ROW_COLUMN} BETWEEN ? AND ?", [low, high]
+        else:
+            where, params = f"{ROW_COLUMN} IN ({', '.join('?' for _ in numbers)})", list(numbers)
         with self.lock:
             rows = self.conn.execute(
-                f"SELECT {ROW_COLUMN}, {cols} FROM {quote(obj.name)} "
-                f"WHERE {ROW_COLUMN} IN ({', '.join('?' for _ in numbers)})",
-                list(numbers),
+                f"SELECT {ROW_COLUMN}, {cols} FROM {quote(obj.name)} WHERE {where}", params
             ).fetchall()
         by_number = {row[0]: row[1:] for row in rows}
         return [by_number[n] for n in numbers if n in by_number]

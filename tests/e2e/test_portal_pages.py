@@ -177,9 +177,7 @@ def test_given_the_invoices_tab_when_filtered_and_sorted_then_it_follows(client,
     assert "View Invoice Details" in in_2026.text
 
 
-def test_given_an_invoice_when_its_details_open_then_lines_totals_and_actions_show(
-    client, world
-):
+def test_given_an_invoice_when_its_details_open_then_lines_totals_and_actions_show(client, world):
     sign_in(client, world.admin)
 
     html = client.get(f"/portal/invoices/{world.acme_invoices[0]}").text
@@ -191,9 +189,7 @@ def test_given_an_invoice_when_its_details_open_then_lines_totals_and_actions_sh
     assert "historical invoice" not in html
 
 
-def test_given_a_historical_invoice_when_opened_then_it_says_there_is_no_attachment(
-    client, world
-):
+def test_given_a_historical_invoice_when_opened_then_it_says_there_is_no_attachment(client, world):
     sign_in(client, world.admin)
 
     html = client.get(f"/portal/invoices/{world.historical_invoice}").text
@@ -216,9 +212,7 @@ def test_given_an_invoice_when_downloaded_as_pdf_then_a_real_pdf_names_it(client
     assert b"($1,200.00) Tj" in body and b"(Seat License, April) Tj" in body
 
 
-def test_given_the_print_page_when_opened_then_it_is_the_invoice_without_navigation(
-    client, world
-):
+def test_given_the_print_page_when_opened_then_it_is_the_invoice_without_navigation(client, world):
     sign_in(client, world.admin)
 
     html = client.get(f"/portal/invoices/{world.acme_invoices[1]}/print").text
@@ -228,9 +222,7 @@ def test_given_the_print_page_when_opened_then_it_is_the_invoice_without_navigat
     assert 'id="print-button"' in html
 
 
-def test_given_an_asset_and_a_payment_method_when_opened_then_their_details_show(
-    client, world
-):
+def test_given_an_asset_and_a_payment_method_when_opened_then_their_details_show(client, world):
     sign_in(client, world.admin)
 
     asset = client.get(f"/portal/products/{world.acme_assets[0]}")
@@ -365,9 +357,7 @@ def test_given_a_link_over_http_when_opened_then_the_cookie_is_httponly_lax_not_
     assert "Secure" not in cookie
 
 
-def test_given_https_behind_a_proxy_when_a_link_is_opened_then_the_cookie_is_secure(
-    client, world
-):
+def test_given_https_behind_a_proxy_when_a_link_is_opened_then_the_cookie_is_secure(client, world):
     https = {"X-Forwarded-Proto": "https"}
     response = client.get(link_path(world.admin), headers=https)
     cookie = response.headers["set-cookie"]
@@ -416,9 +406,7 @@ def test_given_the_portal_server_when_started_then_it_serves_over_real_http(engi
     assert "server-timing" in orders.headers
 
 
-def test_given_an_order_with_null_amount_and_date_when_listed_then_it_sorts_last(
-    client, world
-):
+def test_given_an_order_with_null_amount_and_date_when_listed_then_it_sorts_last(client, world):
     world.data.order(world.acme, "O-NULL", None, None)
     sign_in(client, world.admin)
 

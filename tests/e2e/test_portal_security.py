@@ -50,9 +50,7 @@ def enter(client: httpx.Client, token: str) -> httpx.Response:
     return client.get(ENTER_PATH, params={"token": token})
 
 
-def test_given_a_link_signed_with_another_secret_when_opened_then_401_and_no_session(
-    client, world
-):
+def test_given_a_link_signed_with_another_secret_when_opened_then_401_and_no_session(client, world):
     forged = PortalSigner("attacker-secret-0123456789").make_link_token(world.admin)
 
     response = enter(client, forged)
@@ -89,9 +87,7 @@ def test_given_no_cookie_when_any_page_is_asked_then_401(client, world):
         assert_sign_in_page(client.get(path))
 
 
-def test_given_a_tampered_cookie_when_any_page_is_asked_then_401_and_it_is_cleared(
-    client, world
-):
+def test_given_a_tampered_cookie_when_any_page_is_asked_then_401_and_it_is_cleared(client, world):
     cookie = sign_in(client, world.admin)
     payload, signature = cookie.split(".")
     variants = [
@@ -112,9 +108,7 @@ def test_given_a_tampered_cookie_when_any_page_is_asked_then_401_and_it_is_clear
             assert 'billing_portal=""' in response.headers.get("set-cookie", "")
 
 
-def test_given_a_validly_signed_session_naming_a_foreign_account_then_it_is_ignored(
-    client, world
-):
+def test_given_a_validly_signed_session_naming_a_foreign_account_then_it_is_ignored(client, world):
     signer = PortalSigner(SECRET)
     session = signer.new_session(world.admin).with_account(world.globex)
     client.cookies.set("billing_portal", signer.dump_session(session))

@@ -319,3 +319,48 @@ def test_given_short_retention_when_deleted_record_ages_then_purged_from_query_a
 
     assert (right_after, later) == (1, 0)
     assert failure.value.content[0]["errorCode"] == "NOT_FOUND"
+
+
+def test_given_duplicated_external_id_when_upserting_then_300_listing_matches():
+    from simple_salesforce import Salesforce
+    from simple_salesforce.exceptions import SalesforceMoreThanOneRecord
+
+    from sync.crm.session import make_session
+    from sync.sandbox.server import SandboxConfig, SandboxServer
+
+    with SandboxServer(SandboxConfig(seed=1)) as server:
+        store = server.store
+        rows = store.conn.execute(f'SELECT "Id" FROM "{ORDER}" ORDER BY "Id" LIMIT 2').fetchall()
+        with store.transaction() as conn:
+            conn.execute(
+                f'UPDATE "{ORDER}" SET "Billing_Sync_Key__c" = \'twin\' WHERE "Id" IN (?, ?)',
+                (rows[0][0], rows[1][0]),
+            )
+        sf = Salesforce(
+            username="admin@sandbox.local",
+            password="sandbox",
+            security_token="sandbox-token",
+            session=make_session(server.url),
+            version="59.0",
+        )
+        with pytest.raises(SalesforceMoreThanOneRecord) as failure:
+            sf.__getattr__(ORDER).upsert("Billing_Sync_Key__c/twin", {"Name": "x"})
+
+    assert failure.value.status == 300
+    assert sorted(failure.value.content) == [
+        f"/services/data/v59.0/sobjects/{ORDER}/{rows[0][0]}",
+        f"/services/data/v59.0/sobjects/{ORDER}/{rows[1][0]}",
+    ]
+
+
+def test_given_changes_when_resetting_then_startup_data_back(sf, crm_sandbox):
+    before = sf.query("SELECT COUNT() FROM Account")["totalSize"]
+    created = sf.Account.create({"Name": "Temporary"})["id"]
+    sf.Account.delete(account_id(sf))
+
+    requests.post(f"{crm_sandbox}/_sandbox/reset", timeout=30).raise_for_status()
+
+    assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == before
+    with pytest.raises(SalesforceResourceNotFound):
+        sf.Account.get(created)
+    assert sandbox_stats(crm_sandbox)["api_calls"] == 2

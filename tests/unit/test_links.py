@@ -54,9 +54,10 @@ def test_given_two_links_for_one_contact_when_made_then_their_nonces_differ(sign
     second = signer.make_link_token(CONTACT, now=NOW)
 
     assert first != second
-    assert signer.verify_link_token(first, now=NOW).nonce != signer.verify_link_token(
-        second, now=NOW
-    ).nonce
+    assert (
+        signer.verify_link_token(first, now=NOW).nonce
+        != signer.verify_link_token(second, now=NOW).nonce
+    )
 
 
 def test_given_a_link_signed_with_another_secret_when_verified_then_it_is_refused(signer):

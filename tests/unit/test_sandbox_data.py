@@ -140,3 +140,59 @@ def test_given_seed_when_reading_modstamps_then_unique_and_not_after_now():
 
     assert len(stamps) == len(set(stamps))
     assert max(stamps) <= "2026-11-22T10:00:00.000+0000"
+
+
+def _locator(rows: int):
+    from array import array
+
+    from sync.sandbox.queries import Locator
+
+    account = load_schema().get("Account")
+    assert account is not None
+    return Locator(account, [], array("q", range(rows)), 200, False)
+
+
+def test_given_idle_locator_when_ttl_passes_then_it_expires():
+    import time
+
+    from sync.sandbox.queries import LocatorCache
+
+    cache = LocatorCache(ttl=0.05)
+    locator_id = cache.add(_locator(10))
+    assert cache.get(locator_id) is not None
+    time.sleep(0.1)
+
+    assert cache.get(locator_id) is None
+    assert len(cache) == 0
+
+
+def test_given_row_budget_when_adding_locators_then_least_recently_used_dropped():
+    from sync.sandbox.queries import LocatorCache
+
+    cache = LocatorCache(max_rows=1000)
+    first = cache.add(_locator(400))
+    second = cache.add(_locator(400))
+    cache.get(first)
+    third = cache.add(_locator(400))
+
+    assert cache.get(second) is None
+    assert cache.get(first) is not None
+    assert cache.get(third) is not None
+    assert first.startswith("01g")
+
+
+@pytest.mark.parametrize(
+    ("header", "size"),
+    [
+        (None, 2000),
+        ("batchSize=500", 500),
+        ("batchSize=10", 200),
+        ("batchSize=9000", 2000),
+        ("batchSize=lots", 2000),
+        ("other=1, batchSize=700", 700),
+    ],
+)
+def test_given_query_options_header_when_parsing_then_batch_size_in_range(header, size):
+    from sync.sandbox.queries import batch_size_from_header
+
+    assert batch_size_from_header(header) == size
