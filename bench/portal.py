@@ -429,7 +429,8 @@ def main() -> int:
             "accounts with a fifth of that each). Server time is the `Server-Timing` header "
             f"(request in to response headers out); sequential: {args.requests} requests per "
             f"list on random pages; load: {args.clients} concurrent clients. Target: server "
-            f"p95 under {TARGET_P95_MS:g} ms.\n\n"
+            f"p95 under {TARGET_P95_MS:g} ms. Under load one process serves all clients, so "
+            "server time there includes the wait for a free worker thread.\n\n"
             f"{rendered}\n"
         )
         print(f"\nwrote {write_section(section)}")

@@ -136,11 +136,10 @@ class Runtime:
     ctx: SyncContext
     locks: LockProvider
     clock: Callable[[], dt.datetime] = utc_now
+    # Calls already in the ledger. Zero at start, so that the calls of the context's
+    # start (login, describe) are counted by the first job.
     _counted: int = field(default=0, init=False)
     _count_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-
-    def __post_init__(self) -> None:
-        self._counted = int(getattr(self.ctx.crm, "api_calls", 0))
 
     @property
     def mapping_names(self) -> list[str]:

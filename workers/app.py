@@ -14,6 +14,7 @@ is idempotent (see sync/jobs.py), which is what makes that safe.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 from typing import Any
@@ -171,10 +172,14 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     _start_heartbeat("worker", {"queues": queues, "name": getattr(sender, "hostname", "")})
 
 
-@signals.worker_shutdown.connect
-def _on_worker_shutdown(**_: Any) -> None:
+def _stop_heartbeats() -> None:
     while _beats:
         _beats.pop().stop()
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(**_: Any) -> None:
+    _stop_heartbeats()
 
 
 @signals.beat_init.connect
@@ -184,6 +189,8 @@ def _on_beat_init(**_: Any) -> None:
         "beat",
         {"poll_every": jobs.poll_tick(settings), "pull_interval": settings.pull_interval},
     )
+    # Beat has no shutdown signal; withdraw its heartbeat when the process exits.
+    atexit.register(_stop_heartbeats)
 
 
 @signals.worker_process_init.connect

@@ -1,6 +1,9 @@
 """Thin, named Celery tasks: each takes ids, calls one job in sync/jobs.py, returns nothing.
 
 Every task is idempotent, so late acknowledgement and redelivery after a crash are safe.
+Queues are assigned by name in workers/app.py's ``task_routes`` (Celery deprecates the
+``queue`` task attribute): poll and pull_mapping on "pull", reconcile and push on
+"maintenance".
 Retries are bounded (``max_retries``) with exponential backoff and jitter: an outage
 must slow the service down, not turn into a storm of retries.
 """
@@ -18,7 +21,6 @@ from celery import Task
 from sync import jobs
 from sync.locks import RedisLocks, redis_client
 from workers.app import (
-    MAINTENANCE_QUEUE,
     POLL_TASK,
     PULL_QUEUE,
     PULL_TASK,
@@ -70,7 +72,7 @@ def _enqueue_pull(name: str) -> None:
     pull_mapping.apply_async(args=[name], queue=PULL_QUEUE)
 
 
-@app.task(name=POLL_TASK, queue=PULL_QUEUE, ignore_result=True, max_retries=0)
+@app.task(name=POLL_TASK, ignore_result=True, max_retries=0)
 def poll() -> None:
     """The change check; queues ``pull_mapping`` for each changed mapping.
 
@@ -83,7 +85,6 @@ def poll() -> None:
 @app.task(
     bind=True,
     name=PULL_TASK,
-    queue=PULL_QUEUE,
     ignore_result=True,
     max_retries=jobs.MAX_RETRIES,
 )
@@ -115,9 +116,7 @@ def _maintenance_retry(task: Task, exc: BaseException, what: str) -> Any:
     return task.retry(exc=exc, countdown=_countdown(retries))
 
 
-@app.task(
-    bind=True, name=RECONCILE_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True, max_retries=3
-)
+@app.task(bind=True, name=RECONCILE_TASK, ignore_result=True, max_retries=3)
 def reconcile(self: Task) -> None:
     """Reconciliation of every mapping (tombstones rows whose CRM record is gone)."""
     try:
@@ -126,7 +125,7 @@ def reconcile(self: Task) -> None:
         raise _maintenance_retry(self, exc, "reconciliation") from exc
 
 
-@app.task(bind=True, name=PUSH_TASK, queue=MAINTENANCE_QUEUE, ignore_result=True, max_retries=3)
+@app.task(bind=True, name=PUSH_TASK, ignore_result=True, max_retries=3)
 def push(self: Task) -> None:
     """One push pass over the accepted changes waiting in the outbox."""
     try:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 
 from starlette.datastructures import MutableHeaders
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
 
 # Nothing inline, nothing from elsewhere: the portal serves its own stylesheet and one
 # small script (the print button), and may not be framed by anyone.
@@ -78,3 +83,35 @@ class ServerTimingMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_timing)
+
+
+class ErrorPageMiddleware:
+    """Answers an unexpected exception with a plain 500 page, never a stack trace.
+
+    It sits inside the header middleware, so the error page gets the same security
+    headers as every other page. The exception is logged with its traceback.
+    """
+
+    def __init__(self, app: ASGIApp, *, page: Callable[[], Response]) -> None:
+        self.app = app
+        self.page = page
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("portal: unexpected error on %s", scope.get("path"))
+            if started:
+                raise
+            await self.page()(scope, receive, send)

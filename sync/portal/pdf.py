@@ -16,7 +16,7 @@ from fpdf.enums import TableCellFillMode, XPos, YPos
 from fpdf.fonts import FontFace
 
 from sync.portal.formatting import day, money, quantity
-from sync.portal.queries import AccountView, InvoiceDetail
+from sync.portal.views import AccountView, InvoiceDetail
 
 _REPLACEMENTS = {
     "\u2013": "-",

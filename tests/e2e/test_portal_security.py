@@ -286,3 +286,27 @@ def test_given_unknown_paths_and_methods_when_asked_then_plain_pages(client, wor
     assert wrong_method.status_code == 405
     for response in (missing, traversal, wrong_method):
         assert "Traceback" not in response.text
+
+
+def test_given_a_broken_database_when_a_page_is_asked_then_a_plain_500_with_headers(
+    sqlite_database_url, caplog
+):
+    from sync.db.engine import make_engine
+
+    engine = make_engine(sqlite_database_url)  # never migrated: every query fails
+    try:
+        with (
+            PortalServer(portal_settings(), engine) as server,
+            httpx.Client(base_url=server.url or "", follow_redirects=True) as http,
+        ):
+            response = http.get(link_path("003000000000001AAA"))
+    finally:
+        engine.dispose()
+
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    for leak in ("Traceback", "OperationalError", "no such table", "SELECT"):
+        assert leak not in response.text
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert any("unexpected error" in r.getMessage() for r in caplog.records)

@@ -130,3 +130,42 @@ def test_given_pass_when_finished_then_history_and_state_recorded(ctx):
     assert state.watermark == results[0].watermark
     assert state.watermark <= dt.datetime.now(dt.UTC)
     assert state.last_outcome == "ok"
+
+
+def test_given_record_error_when_mapping_fixed_then_retried_by_id_on_a_later_pass(
+    crm_sandbox, sqlite_database_url, sf, tmp_path
+):
+    import shutil
+
+    from sync.mapping.loader import PROJECT_MAPPINGS
+
+    folder = tmp_path / "mappings"
+    shutil.copytree(PROJECT_MAPPINGS, folder)
+    accounts = folder / "accounts.yaml"
+    text = accounts.read_text().replace("  BillingCity: {column: billing_city, type: string}\n", "")
+    accounts.write_text(
+        text.replace(
+            "{column: billing_street, type: string}", "{column: billing_city, type: string}"
+        )
+    )
+    bad = sf.query("SELECT Id FROM Account ORDER BY Id LIMIT 1")["records"][0]["Id"]
+    sf.Account.update(bad, {"BillingStreet": "1 Extraordinarily Long Boulevard Name, Building 7"})
+    narrow = make_context(crm_sandbox, sqlite_database_url, mappings_dir=str(folder))
+    try:
+        [result] = pull_all(narrow, names=["accounts"])
+        assert result.record_errors == 1
+    finally:
+        narrow.close()
+
+    fixed = make_context(crm_sandbox, sqlite_database_url)
+    later = dt.timedelta(minutes=2)  # past the first retry's backoff
+    fixed.clock = lambda: dt.datetime.now(dt.UTC) + later
+    try:
+        [retried] = pull_all(fixed, names=["accounts"])
+
+        assert retried.outcome is Outcome.OK
+        with fixed.engine.connect() as conn:
+            assert repo.record_errors(conn, "accounts") == []
+        assert mirror_differences(fixed.engine, fixed.crm, fixed.mappings) == []
+    finally:
+        fixed.close()

@@ -76,13 +76,10 @@ def db(pg_database_url: str) -> Iterator[tuple[str, Engine]]:
 
 
 @pytest.fixture
-def services(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Services]:
+def services(tmp_path: Path) -> Iterator[Services]:
     stack = Services(env={}, workdir=tmp_path)
     yield stack
     stack.stop_all()
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(stack.logs())
 
 
 def utcnow() -> dt.datetime:
@@ -91,9 +88,7 @@ def utcnow() -> dt.datetime:
 
 def account_name(engine: Engine, sfid: str) -> str | None:
     with engine.connect() as conn:
-        return conn.execute(
-            text("SELECT name FROM accounts WHERE sfid = :s"), {"s": sfid}
-        ).scalar()
+        return conn.execute(text("SELECT name FROM accounts WHERE sfid = :s"), {"s": sfid}).scalar()
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -133,7 +128,8 @@ def test_given_large_pull_when_worker_sigkilled_five_times_then_converges_withou
 
     last_kill = utcnow() - dt.timedelta(minutes=1)
     for kill in range(5):
-        assert wait_until(lambda: mid_pass(last_kill), timeout=45, interval=0.05), (
+        since = last_kill
+        assert wait_until(lambda since=since: mid_pass(since), timeout=45, interval=0.05), (
             f"no pass under way before kill {kill + 1}\n{services.logs()}"
         )
         worker.kill()
@@ -170,9 +166,7 @@ def test_given_two_workers_when_crm_keeps_changing_then_never_same_mapping_at_on
         elif kind == 1:
             sf.Contact.update(rng.choice(contacts), {"LastName": f"Last {i}"})
         elif kind == 2:
-            new = sf.Contact.create(
-                {"LastName": f"New {i}", "AccountId": rng.choice(accounts)}
-            )
+            new = sf.Contact.create({"LastName": f"New {i}", "AccountId": rng.choice(accounts)})
             contacts.append(new["id"])
         else:
             sf.Contact.delete(contacts.pop(rng.randrange(len(contacts))))
@@ -185,7 +179,9 @@ def test_given_two_workers_when_crm_keeps_changing_then_never_same_mapping_at_on
     assert len(intervals) > 20
     done = "billing_sync.pull_mapping["
     for worker in (first, second):
-        pulls = [ln for ln in worker.log.read_text().splitlines() if done in ln and "succeeded" in ln]
+        pulls = [
+            ln for ln in worker.log.read_text().splitlines() if done in ln and "succeeded" in ln
+        ]
         assert pulls, f"{worker.name} pulled nothing\n{services.logs()}"
     assert set(duplicate_sfids(engine).values()) == {0}
 
@@ -222,8 +218,10 @@ def test_given_redis_restarted_mid_run_when_it_returns_then_workers_and_beat_res
     client = redis.Redis(host="127.0.0.1", port=port)
     try:
         roles = wait_until(
-            lambda: {k.decode().split(":")[2] for k in client.scan_iter(f"{prefix}:heartbeat:*")}
-            >= {"worker", "beat"},
+            lambda: (
+                {k.decode().split(":")[2] for k in client.scan_iter(f"{prefix}:heartbeat:*")}
+                >= {"worker", "beat"}
+            ),
             timeout=20,
         )
     finally:
@@ -242,7 +240,7 @@ def test_given_postgres_connections_terminated_mid_pass_then_passes_retry_and_co
         database_url=url, broker_url=redis_url, sandbox_url=crm, prefix=prefix
     )
     services.beat()
-    services.worker("a")
+    worker = services.worker("a")
     admin = make_engine(postgres_url)
     rounds = terminated = 0
     try:
@@ -275,6 +273,9 @@ def test_given_postgres_connections_terminated_mid_pass_then_passes_retry_and_co
     engine.dispose()  # this test's own pooled connections were terminated too
     assert wait_converged(salesforce(crm), engine, timeout=90) == {}, services.logs()
     assert set(duplicate_sfids(engine).values()) == {0}
+    log = worker.log.read_text()
+    assert "database error" in log  # a pass really was cut off mid-way...
+    assert "retry: Retry in" in log  # ...and its task was retried
 
 
 def test_given_crm_answering_503_then_recovering_then_no_change_lost_and_retries_bounded(

@@ -8,7 +8,9 @@ their tails for failure messages.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import itertools
 import os
 import signal
 import socket
@@ -53,10 +55,8 @@ class Proc:
         return self.popen.poll() is None
 
     def signal_group(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         """SIGKILL the whole group (the worker and its pool), as a crash would."""
@@ -240,7 +240,9 @@ Snapshot = dict[str, set[tuple[str, str, bool]]]
 
 
 def _stamp(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}"
+    return (
+        value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}"
+    )
 
 
 def mapped_objects() -> dict[str, str]:
@@ -339,7 +341,7 @@ def overlapping_passes(intervals: list[PassInterval]) -> list[tuple[PassInterval
     overlaps = []
     for passes in by_mapping.values():
         passes.sort(key=lambda p: p.started_at)
-        for before, after in zip(passes, passes[1:], strict=False):
+        for before, after in itertools.pairwise(passes):
             end = before.finished_at
             if end is None or after.started_at < end:
                 overlaps.append((before, after))

@@ -9,7 +9,7 @@ import pytest
 
 from sync.portal.filters import Direction, SortKey, parse_list_query
 from sync.portal.formatting import day, money, quantity, status_class
-from sync.portal.queries import PaymentMethodView
+from sync.portal.views import PaymentMethodView
 
 
 def test_given_no_parameters_when_parsed_then_newest_first_page_one():
@@ -67,9 +67,7 @@ def test_given_amounts_on_a_list_without_them_when_parsed_then_they_are_ignored(
         ({"to": "2026-02-30"}, "To: enter a date as YYYY-MM-DD."),
     ],
 )
-def test_given_an_invalid_parameter_when_parsed_then_the_default_and_a_message(
-    params, message
-):
+def test_given_an_invalid_parameter_when_parsed_then_the_default_and_a_message(params, message):
     query, errors = parse_list_query(params)
 
     assert errors == [message]

@@ -7,7 +7,7 @@ import re
 from decimal import Decimal
 
 from sync.portal.pdf import invoice_filename, pdf_text, render_invoice_pdf
-from sync.portal.queries import AccountView, InvoiceDetail, InvoiceLineView, InvoiceView
+from sync.portal.views import AccountView, InvoiceDetail, InvoiceLineView, InvoiceView
 
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
 

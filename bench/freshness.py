@@ -1,0 +1,601 @@
+"""Freshness benchmark: how long a CRM change takes to reach the local database.
+
+A real Celery worker and beat (subprocesses) on Redis and PostgreSQL mirror the CRM
+sandbox (another subprocess). 200 CRM edits spread over a couple of minutes (account and
+contact updates, contact creates and deletes, Billing Admin reassignments) are each
+timed from the moment the CRM write is sent until the row is visible in the local
+database. Run at pull intervals of 10 s and 2 s, then idle for a minute to count the API
+calls of polling with nothing to pull.
+
+Last, the API budget guard against a 1,000-calls/day org: the service runs at a 2 s
+interval for two minutes; the table shows the interval the guard chose, why, the calls
+spent and the REQUEST_LIMIT_EXCEEDED answers (target: none).
+
+Prints a table and writes the "Freshness" section of BENCHMARKS.md (other sections are
+kept). Needs PostgreSQL and Redis:
+
+    BILLING_SYNC_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test \\
+    BILLING_SYNC_TEST_REDIS_URL=redis://127.0.0.1:6379/15 \\
+    .venv/bin/python bench/freshness.py [--edits 200] [--spread 120] [--idle 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+from simple_salesforce import Salesforce
+from sqlalchemy import Engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sync.crm.session import make_session  # noqa: E402
+from sync.db.engine import make_engine, upgrade  # noqa: E402
+from sync.mapping.loader import default_mappings_dir, load_mappings  # noqa: E402
+from sync.service_status import collect  # noqa: E402
+from sync.settings import Settings  # noqa: E402
+
+BIN = Path(sys.executable).parent
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+POSTGRES = os.environ.get(
+    "BILLING_SYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS = os.environ.get("BILLING_SYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """A subprocess started in its own session: stopped by signalling its group (its PID)."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        with suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+
+
+def start_sandbox(accounts: int, daily_limit: int, log: Path) -> tuple[Group, str]:
+    handle = log.open("w")
+    popen = subprocess.Popen(
+        [
+            str(BIN / "billing-sync"),
+            "sandbox",
+            "--port",
+            "0",
+            "--seed",
+            str(accounts),
+            "--seed-random",
+            "11",
+            "--daily-limit",
+            str(daily_limit),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert popen.stdout is not None
+    for raw in popen.stdout:
+        line = raw.decode(errors="replace")
+        handle.write(line)
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            # keep draining the pipe so the server never blocks on a full buffer
+            threading.Thread(
+                target=lambda: [handle.write(r.decode(errors="replace")) for r in popen.stdout],
+                daemon=True,
+            ).start()
+            return Group("sandbox", popen), match.group(1)
+    raise RuntimeError(f"the sandbox exited: {log.read_text()}")
+
+
+def start(name: str, argv: list[str], env: dict[str, str], log: Path) -> Group:
+    with log.open("wb") as handle:
+        popen = subprocess.Popen(
+            argv, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    return Group(name, popen)
+
+
+@contextmanager
+def service(
+    *, sandbox_url: str, interval: float, workdir: Path, budget: float | None = None
+) -> Iterator[tuple[Engine, dict[str, str]]]:
+    """Worker + beat on a fresh PostgreSQL schema and a private Redis key prefix."""
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(POSTGRES)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in POSTGRES else "?"
+    database_url = f"{POSTGRES}{sep}options=-csearch_path%3D{schema}"
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("BILLING_SYNC_", "SALESFORCE_"))
+    }
+    env.update(
+        BILLING_SYNC_DATABASE_URL=database_url,
+        BILLING_SYNC_BROKER_URL=REDIS,
+        BILLING_SYNC_REDIS_PREFIX=prefix,
+        SALESFORCE_INSTANCE_URL=sandbox_url,
+        BILLING_SYNC_PULL_INTERVAL=f"{interval:g}",
+        PYTHONUNBUFFERED="1",
+    )
+    if budget is not None:
+        env["BILLING_SYNC_API_BUDGET"] = f"{budget:g}"
+    engine = make_engine(database_url)
+    upgrade(engine)
+    tag = f"{interval:g}s-{prefix}"
+    beat = start(
+        "beat",
+        [str(BIN / "celery"), "-A", "workers.app", "beat", "-s", str(workdir / f"beat-{tag}")],
+        env,
+        workdir / f"beat-{tag}.log",
+    )
+    worker = start(
+        "worker",
+        [
+            str(BIN / "celery"),
+            "-A",
+            "workers.app",
+            "worker",
+            "-Q",
+            "pull,maintenance",
+            "-c",
+            "2",
+            "-n",
+            f"bench-{tag}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ],
+        env,
+        workdir / f"worker-{tag}.log",
+    )
+    try:
+        yield engine, env
+    finally:
+        worker.stop()
+        beat.stop()
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(match=f"{prefix}:*", count=500):
+            client.delete(key)
+        client.close()
+
+
+# --- the CRM side -----------------------------------------------------------------------
+
+
+def salesforce(url: str) -> Salesforce:
+    return Salesforce(
+        username="admin@sandbox.local",
+        password="sandbox",
+        security_token="sandbox-token",
+        session=make_session(url),
+        version="59.0",
+    )
+
+
+def stats(url: str) -> dict[str, Any]:
+    response = requests.get(f"{url}/_sandbox/stats", timeout=10)
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def rejected(snapshot: dict[str, Any]) -> int:
+    """Requests the sandbox answered with REQUEST_LIMIT_EXCEEDED (seen, not counted)."""
+    seen = sum(n for endpoint, n in snapshot["by_endpoint"].items() if endpoint != "login")
+    return int(seen - snapshot["api_calls"])
+
+
+def wait_initial_load(sf: Salesforce, engine: Engine, timeout: float = 180.0) -> None:
+    """Until every mapped table holds as many rows as its CRM object has records."""
+    objects = {m.crm_object: m.table for m in load_mappings(default_mappings_dir())}
+    expected = {
+        table: sf.query(f"SELECT COUNT() FROM {obj}")["totalSize"] for obj, table in objects.items()
+    }
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            have = {
+                t: conn.execute(text(f"SELECT COUNT(*) FROM {t} WHERE NOT is_deleted")).scalar()
+                for t in expected
+            }
+        if have == expected:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"initial load incomplete: {have} != {expected}")
+
+
+@dataclass
+class Edit:
+    kind: str
+    table: str
+    sfid: str
+    check: Callable[[dict[str, Any] | None], bool]
+    started: float = 0.0
+    seen: float | None = None
+
+
+@dataclass
+class Workload:
+    sf: Salesforce
+    rng: random.Random
+    accounts: list[str]
+    contacts: dict[str, list[str]]
+    admin_roles: list[tuple[str, str, str]]  # (role id, account id, contact id)
+    created: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, sf: Salesforce, seed: int) -> Workload:
+        contacts: dict[str, list[str]] = {}
+        for r in sf.query_all("SELECT Id, AccountId FROM Contact")["records"]:
+            contacts.setdefault(r["AccountId"], []).append(r["Id"])
+        roles = [
+            (r["Id"], r["AccountId"], r["ContactId"])
+            for r in sf.query_all(
+                "SELECT Id, AccountId, ContactId FROM AccountContactRole "
+                "WHERE Role = 'Billing Admin'"
+            )["records"]
+            if len(contacts.get(r["AccountId"], [])) > 1
+        ]
+        return cls(sf, random.Random(seed), sorted(contacts), contacts, roles)
+
+    def next(self, i: int) -> Edit:
+        """Edit number ``i``: 30 % updates, 25 % creates, 20 % deletes, 25 % reassignments."""
+        slot = i % 20
+        tag = f"bench {i} {self.rng.randrange(10**6)}"
+        if slot < 6:
+            if slot % 2:
+                account = self.rng.choice(self.accounts)
+                self.sf.Account.update(account, {"Name": tag})
+                return Edit(
+                    "update", "accounts", account, lambda row: bool(row) and row["name"] == tag
+                )
+            contact = self.rng.choice(self.contacts[self.rng.choice(self.accounts)])
+            self.sf.Contact.update(contact, {"LastName": tag})
+            return Edit(
+                "update", "contacts", contact, lambda row: bool(row) and row["last_name"] == tag
+            )
+        if slot < 11:
+            account = self.rng.choice(self.accounts)
+            new = self.sf.Contact.create({"LastName": tag, "AccountId": account})["id"]
+            self.created.append(new)
+            return Edit("create", "contacts", new, lambda row: bool(row) and not row["is_deleted"])
+        if slot < 15 and self.created:
+            victim = self.created.pop(self.rng.randrange(len(self.created)))
+            self.sf.Contact.delete(victim)
+            return Edit("delete", "contacts", victim, lambda row: bool(row) and row["is_deleted"])
+        index = self.rng.randrange(len(self.admin_roles))
+        role, account, current = self.admin_roles[index]
+        successor = self.rng.choice([c for c in self.contacts[account] if c != current])
+        self.sf.AccountContactRole.update(role, {"ContactId": successor})
+        self.admin_roles[index] = (role, account, successor)
+        return Edit(
+            "reassign",
+            "account_contact_roles",
+            role,
+            lambda row: bool(row) and row["contact_sfid"] == successor,
+        )
+
+
+class Watcher(threading.Thread):
+    """Polls the local database every 50 ms and stamps edits when their row shows them."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(daemon=True)
+        self.engine = engine
+        self.pending: list[Edit] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def add(self, edit: Edit) -> None:
+        with self.lock:
+            self.pending.append(edit)
+
+    def outstanding(self) -> int:
+        with self.lock:
+            return len(self.pending)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            with self.lock:
+                pending = list(self.pending)
+            if not pending:
+                continue
+            by_table: dict[str, set[str]] = {}
+            for edit in pending:
+                by_table.setdefault(edit.table, set()).add(edit.sfid)
+            rows: dict[tuple[str, str], dict[str, Any]] = {}
+            with self.engine.connect() as conn:
+                for table, ids in by_table.items():
+                    result = conn.execute(
+                        text(f"SELECT * FROM {table} WHERE sfid = ANY(:ids)"), {"ids": list(ids)}
+                    )
+                    for row in result.mappings():
+                        rows[(table, row["sfid"])] = dict(row)
+            now = time.monotonic()
+            with self.lock:
+                for edit in pending:
+                    if edit.check(rows.get((edit.table, edit.sfid))):
+                        edit.seen = now
+                        self.pending.remove(edit)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = max(0, min(len(ordered) - 1, round(q * (len(ordered) - 1))))
+    return ordered[k]
+
+
+@dataclass
+class FreshnessResult:
+    interval: float
+    edits: int
+    lost: int
+    p50: float
+    p95: float
+    worst: float
+    by_kind: dict[str, float]
+    idle_calls_per_hour: float
+    calls_per_poll: float
+    effective_interval: float
+    limiter: str
+
+
+def run_freshness(
+    interval: float, *, edits: int, spread: float, idle: float, workdir: Path
+) -> FreshnessResult:
+    # An org limit large enough that the 20 % budget never stretches these intervals: the
+    # freshness of the configured interval is what is measured here.
+    sandbox, url = start_sandbox(40, 50_000_000, workdir / f"sandbox-{interval:g}.log")
+    try:
+        sf = salesforce(url)
+        with service(sandbox_url=url, interval=interval, workdir=workdir) as (engine, env):
+            wait_initial_load(sf, engine)
+            time.sleep(2 * interval)
+            work = Workload.load(sf, seed=int(interval * 100))
+            watcher = Watcher(engine)
+            watcher.start()
+            done: list[Edit] = []
+            begin = time.monotonic()
+            for i in range(edits):
+                target = begin + i * spread / edits
+                time.sleep(max(0.0, target - time.monotonic()))
+                started = time.monotonic()
+                edit = work.next(i)
+                edit.started = started
+                done.append(edit)
+                watcher.add(edit)
+            deadline = time.monotonic() + 4 * interval + 60
+            while watcher.outstanding() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            watcher.stop.set()
+            watcher.join()
+            latencies = [e.seen - e.started for e in done if e.seen is not None]
+            kinds: dict[str, list[float]] = {}
+            for e in done:
+                if e.seen is not None:
+                    kinds.setdefault(e.kind, []).append(e.seen - e.started)
+            # idle: nothing changes; count the calls polling makes
+            time.sleep(2 * interval)
+            before = stats(url)["api_calls"]
+            time.sleep(idle)
+            calls = stats(url)["api_calls"] - before
+            settings = Settings.from_env(env)
+            names = load_mappings(default_mappings_dir()).names
+            health = collect(settings, engine, names, now=dt.datetime.now(dt.UTC))
+            return FreshnessResult(
+                interval=interval,
+                edits=len(done),
+                lost=sum(1 for e in done if e.seen is None),
+                p50=percentile(latencies, 0.50),
+                p95=percentile(latencies, 0.95),
+                worst=max(latencies) if latencies else float("nan"),
+                by_kind={k: percentile(v, 0.95) for k, v in sorted(kinds.items())},
+                idle_calls_per_hour=calls * 3600.0 / idle,
+                calls_per_poll=calls / (idle / health.decision.interval),
+                effective_interval=health.decision.interval,
+                limiter=health.decision.limiter.value,
+            )
+    finally:
+        sandbox.stop()
+
+
+@dataclass
+class BudgetResult:
+    daily_limit: int
+    share: float
+    interval: float
+    seconds: float
+    effective_interval: float
+    limiter: str
+    reason: str
+    calls: int
+    rejected: int
+    projected_per_day: int | None
+    budget: int | None
+    unguarded_per_day: float
+
+
+def run_budget(*, seconds: float, workdir: Path) -> BudgetResult:
+    limit, interval, share = 1_000, 2.0, 0.2
+    sandbox, url = start_sandbox(10, limit, workdir / "sandbox-budget.log")
+    try:
+        sf = salesforce(url)
+        with service(sandbox_url=url, interval=interval, workdir=workdir, budget=share) as (
+            engine,
+            env,
+        ):
+            wait_initial_load(sf, engine)
+            time.sleep(seconds)
+            snapshot = stats(url)
+            settings = Settings.from_env(env)
+            names = load_mappings(default_mappings_dir()).names
+            health = collect(settings, engine, names, now=dt.datetime.now(dt.UTC))
+            decision = health.decision
+            return BudgetResult(
+                daily_limit=limit,
+                share=share,
+                interval=interval,
+                seconds=seconds,
+                effective_interval=decision.interval,
+                limiter=decision.limiter.value,
+                reason=decision.reason,
+                calls=int(snapshot["api_calls"]),
+                rejected=rejected(snapshot),
+                projected_per_day=decision.projected_per_day,
+                budget=decision.budget,
+                unguarded_per_day=86400.0 / interval * decision.cost_per_poll,
+            )
+    finally:
+        sandbox.stop()
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+def markdown(results: list[FreshnessResult], budget: BudgetResult, args: argparse.Namespace) -> str:
+    lines = [
+        "## Freshness",
+        "",
+        "`python bench/freshness.py`: a real Celery worker (2 processes) and beat on Redis and "
+        f"PostgreSQL mirror the CRM sandbox (40 seeded accounts, 11 mappings). {args.edits} CRM "
+        f"edits spread over {args.spread:g} s (30 % account/contact updates, 25 % contact "
+        "creates, 20 % contact deletes, 25 % Billing Admin reassignments), each timed from "
+        "the CRM write until its row is visible in PostgreSQL (checked every 50 ms). Then "
+        f"{args.idle:g} s with no change, counting API calls. The org limit is set high "
+        "(50,000,000/day) so that the budget guard keeps the configured interval.",
+        "",
+        "| pull interval | edits | not seen | p50 s | p95 s | max s | p95 target | "
+        "idle API calls/hour | calls per idle poll |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in results:
+        ok = "met" if r.p95 <= r.interval + 2 else "missed"
+        lines.append(
+            f"| {r.interval:g} s | {r.edits} | {r.lost} | {r.p50:.2f} | {r.p95:.2f} | "
+            f"{r.worst:.2f} | <= {r.interval + 2:g} s: {ok} | {r.idle_calls_per_hour:,.0f} | "
+            f"{r.calls_per_poll:.1f} |"
+        )
+    lines += [
+        "",
+        "p95 by kind of edit: "
+        + "; ".join(
+            f"{r.interval:g} s: "
+            + ", ".join(f"{kind} {value:.2f}" for kind, value in r.by_kind.items())
+            for r in results
+        ),
+        "",
+        "An idle poll is one `/composite` call per five mappings (3 for the 11 default "
+        "mappings), the floor the CRM's composite limits allow.",
+        "",
+        f"Budget guard: org limit {budget.daily_limit:,} calls/day, "
+        f"`BILLING_SYNC_API_BUDGET={budget.share:g}`, "
+        f"`BILLING_SYNC_PULL_INTERVAL={budget.interval:g}`, run {budget.seconds:.0f} s "
+        "after the initial load.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| budget (calls/day) | {budget.budget:,} |" if budget.budget else "| budget | unknown |",
+        f"| unguarded pace at {budget.interval:g} s | ~{budget.unguarded_per_day:,.0f} calls/day |",
+        f"| effective interval | {budget.effective_interval:,.0f} s ({budget.limiter}) |",
+        f"| projected use | {budget.projected_per_day:,} calls/day |"
+        if budget.projected_per_day is not None
+        else "| projected use | - |",
+        f"| API calls in the run (load included) | {budget.calls} |",
+        f"| REQUEST_LIMIT_EXCEEDED answers | {budget.rejected} |",
+        "",
+        f"Why (as `billing-sync status` shows it): {budget.reason}.",
+        "",
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d} on {os.cpu_count()} CPUs "
+        f"({platform.machine()}), Python {platform.python_version()}.",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(section: str) -> None:
+    current = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    pattern = re.compile(r"^## Freshness\n.*?(?=^## |\Z)", re.S | re.M)
+    block = section.rstrip() + "\n\n"
+    if pattern.search(current):
+        updated = pattern.sub(lambda _: block, current, count=1)
+    else:
+        updated = current.rstrip() + "\n\n" + block
+    BENCHMARKS.write_text(updated.rstrip() + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edits", type=int, default=200)
+    parser.add_argument("--spread", type=float, default=120.0, help="seconds the edits span")
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle counting")
+    parser.add_argument("--budget-seconds", type=float, default=120.0)
+    parser.add_argument("--intervals", default="10,2")
+    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    args = parser.parse_args()
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"billing-sync-freshness-{os.getpid()}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for interval in (float(x) for x in args.intervals.split(",")):
+        print(f"interval {interval:g} s: {args.edits} edits over {args.spread:g} s ...", flush=True)
+        result = run_freshness(
+            interval, edits=args.edits, spread=args.spread, idle=args.idle, workdir=workdir
+        )
+        print(
+            f"  p50 {result.p50:.2f} s, p95 {result.p95:.2f} s, max {result.worst:.2f} s, "
+            f"not seen {result.lost}; idle {result.idle_calls_per_hour:,.0f} calls/h",
+            flush=True,
+        )
+        results.append(result)
+    print("budget guard at 1,000 calls/day ...", flush=True)
+    budget = run_budget(seconds=args.budget_seconds, workdir=workdir)
+    section = markdown(results, budget, args)
+    print()
+    print(section)
+    if not args.no_write:
+        write_section(section)
+        print(f"\nwrote the Freshness section of {BENCHMARKS}")
+    print(f"logs: {workdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
