@@ -276,18 +276,27 @@ class Workload:
         ]
         return cls(sf, random.Random(seed), sorted(contacts), contacts, roles)
 
-    def next(self, i: int) -> Edit:
-        """Edit number ``i``: 30 % updates, 25 % creates, 20 % deletes, 25 % reassignments."""
+    def _pick(self, items: list[str], busy: set[str]) -> str:
+        # A record with an edit not yet seen is left alone: a second edit would replace
+        # the first one's value before it could ever be seen.
+        free = [x for x in items if x not in busy]
+        return self.rng.choice(free or items)
+
+    def next(self, i: int, busy: set[str]) -> Edit:
+        """Edit number ``i``: 30 % updates, 25 % creates, 20 % deletes, 25 % reassignments.
+
+        ``busy`` holds the records whose last edit is not visible locally yet.
+        """
         slot = i % 20
         tag = f"bench {i} {self.rng.randrange(10**6)}"
         if slot < 6:
             if slot % 2:
-                account = self.rng.choice(self.accounts)
+                account = self._pick(self.accounts, busy)
                 self.sf.Account.update(account, {"Name": tag})
                 return Edit(
                     "update", "accounts", account, lambda row: bool(row) and row["name"] == tag
                 )
-            contact = self.rng.choice(self.contacts[self.rng.choice(self.accounts)])
+            contact = self._pick(self.contacts[self.rng.choice(self.accounts)], busy)
             self.sf.Contact.update(contact, {"LastName": tag})
             return Edit(
                 "update", "contacts", contact, lambda row: bool(row) and row["last_name"] == tag
@@ -297,11 +306,14 @@ class Workload:
             new = self.sf.Contact.create({"LastName": tag, "AccountId": account})["id"]
             self.created.append(new)
             return Edit("create", "contacts", new, lambda row: bool(row) and not row["is_deleted"])
-        if slot < 15 and self.created:
-            victim = self.created.pop(self.rng.randrange(len(self.created)))
+        ready = [c for c in self.created if c not in busy]
+        if slot < 15 and ready:
+            victim = self.rng.choice(ready)
+            self.created.remove(victim)
             self.sf.Contact.delete(victim)
             return Edit("delete", "contacts", victim, lambda row: bool(row) and row["is_deleted"])
-        index = self.rng.randrange(len(self.admin_roles))
+        free = [n for n, r in enumerate(self.admin_roles) if r[0] not in busy]
+        index = self.rng.choice(free or list(range(len(self.admin_roles))))
         role, account, current = self.admin_roles[index]
         successor = self.rng.choice([c for c in self.contacts[account] if c != current])
         self.sf.AccountContactRole.update(role, {"ContactId": successor})
@@ -331,6 +343,10 @@ class Watcher(threading.Thread):
     def outstanding(self) -> int:
         with self.lock:
             return len(self.pending)
+
+    def busy(self) -> set[str]:
+        with self.lock:
+            return {edit.sfid for edit in self.pending}
 
     def run(self) -> None:
         while not self.stop.wait(0.05):
@@ -400,7 +416,7 @@ def run_freshness(
                 target = begin + i * spread / edits
                 time.sleep(max(0.0, target - time.monotonic()))
                 started = time.monotonic()
-                edit = work.next(i)
+                edit = work.next(i, watcher.busy())
                 edit.started = started
                 done.append(edit)
                 watcher.add(edit)
@@ -409,6 +425,9 @@ def run_freshness(
                 time.sleep(0.2)
             watcher.stop.set()
             watcher.join()
+            for e in done:
+                if e.seen is None:
+                    print(f"  not seen: {e.kind} {e.table} {e.sfid}", flush=True)
             latencies = [e.seen - e.started for e in done if e.seen is not None]
             kinds: dict[str, list[float]] = {}
             for e in done:

@@ -13,6 +13,7 @@ is already being pulled gives up at once (per-mapping lock).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -139,6 +140,7 @@ class Runtime:
     # Calls already in the ledger. Zero at start, so that the calls of the context's
     # start (login, describe) are counted by the first job.
     _counted: int = field(default=0, init=False)
+    _usage_seen: Any = field(default=None, init=False)
     _count_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     @property
@@ -164,7 +166,7 @@ class Runtime:
             total = int(getattr(crm, "api_calls", 0))
             delta = max(0, total - self._counted)
             usage = getattr(crm, "api_usage", None)
-            if not delta and usage is None:
+            if not delta and usage == self._usage_seen:
                 return
             now = self.clock()
 
@@ -195,6 +197,7 @@ class Runtime:
                 log.warning("API calls not recorded in the budget ledger yet: %s", exc)
                 return
             self._counted = total
+            self._usage_seen = usage
 
 
 def budget_policy(settings: Settings, mapping_count: int) -> budget_rules.BudgetPolicy:
@@ -276,6 +279,7 @@ def _learn_limit(rt: Runtime, now: dt.datetime) -> None:
     if state.org_max is not None or getattr(rt.ctx.crm, "api_usage", None) is not None:
         return
     limits = rt.ctx.crm.limits()
+    rt.account(one_off=True)
     daily = limits.get("DailyApiRequests") or {}
     limit = int(daily.get("Max") or 0)
     if limit > 0:
@@ -335,7 +339,14 @@ def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
             continue
         if not rt.locks.mark_queued(name, ttl):
             continue
-        enqueue(name)
+        try:
+            enqueue(name)
+        except BaseException:
+            # Not queued after all: let the next check queue it instead of waiting out
+            # the marker.
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                rt.locks.clear_queued(name)
+            raise
         queued.append(name)
     if queued:
         log.info("queued pulls: %s", ", ".join(queued))

@@ -14,6 +14,8 @@ import contextlib
 import logging
 import random
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
@@ -32,34 +34,62 @@ from workers.app import (
 
 log = logging.getLogger(__name__)
 
+STARTUP_BACKOFF_MAX = 60.0
+
 _runtime: jobs.Runtime | None = None
 _runtime_lock = threading.Lock()
+_startup_failures = 0
+_startup_retry_at = 0.0
+
+
+class StartupError(RuntimeError):
+    """The runtime could not be built (CRM or database unreachable); retried later."""
 
 
 def runtime() -> jobs.Runtime:
-    """This process's runtime, built on first use (after the pool forked)."""
-    global _runtime
-    with _runtime_lock:
-        if _runtime is None:
-            from sync.context import SyncContext
+    """This process's runtime, built on first use (after the pool forked).
 
-            if not settings.broker_url:
-                raise RuntimeError("BILLING_SYNC_BROKER_URL is not set")
+    Building it logs in to the CRM and validates the mappings. When that fails (the CRM
+    is down), the next attempts wait with exponential backoff instead of logging in on
+    every tick of the schedule.
+
+    Raises:
+        StartupError: building failed now or recently; the message says why.
+    """
+    global _runtime, _startup_failures, _startup_retry_at
+    with _runtime_lock:
+        if _runtime is not None:
+            return _runtime
+        now = time.monotonic()
+        if now < _startup_retry_at:
+            raise StartupError(f"not started; next attempt in {_startup_retry_at - now:.0f} s")
+        from sync.context import SyncContext
+
+        if not settings.broker_url:
+            raise StartupError("BILLING_SYNC_BROKER_URL is not set")
+        try:
             ctx = SyncContext.from_settings(settings)
-            locks = RedisLocks(
-                redis_client(settings.broker_url),
-                prefix=settings.redis_prefix,
-                ttl=settings.lock_ttl,
-            )
-            _runtime = jobs.Runtime(settings=settings, ctx=ctx, locks=locks)
+        except jobs.TRANSIENT_ERRORS as exc:
+            _startup_failures += 1
+            _startup_retry_at = now + min(STARTUP_BACKOFF_MAX, 2.0**_startup_failures)
+            raise StartupError(f"cannot start: {type(exc).__name__}: {exc}") from exc
+        _startup_failures = 0
+        locks = RedisLocks(
+            redis_client(settings.broker_url),
+            prefix=settings.redis_prefix,
+            ttl=settings.lock_ttl,
+        )
+        _runtime = jobs.Runtime(settings=settings, ctx=ctx, locks=locks)
         return _runtime
 
 
 def reset_runtime() -> None:
     """Forget the runtime (a forked pool process must not reuse its parent's)."""
-    global _runtime
+    global _runtime, _startup_failures, _startup_retry_at
     with _runtime_lock:
         _runtime = None
+        _startup_failures = 0
+        _startup_retry_at = 0.0
 
 
 def _countdown(retries: int) -> float:
@@ -79,7 +109,12 @@ def poll() -> None:
     Never retried: the next tick of the schedule is the retry, and the budget guard
     backs the checks off while the CRM fails.
     """
-    jobs.poll(runtime(), _enqueue_pull)
+    try:
+        rt = runtime()
+    except StartupError as exc:
+        log.warning("change check skipped: %s", exc)
+        return
+    jobs.poll(rt, _enqueue_pull)
 
 
 @app.task(
@@ -90,7 +125,12 @@ def poll() -> None:
 )
 def pull_mapping(self: Task, name: str, full: bool = False) -> None:
     """One pull pass of mapping ``name`` under its per-mapping lock."""
-    rt = runtime()
+    try:
+        rt = runtime()
+    except StartupError as exc:
+        # Not retried here: the change check queues the mapping again once it can run.
+        log.warning("pull of %s skipped: %s", name, exc)
+        return
     if name not in rt.mapping_names:
         log.error("unknown mapping %r: nothing to pull", name)
         return
@@ -108,27 +148,29 @@ def pull_mapping(self: Task, name: str, full: bool = False) -> None:
         raise self.retry(exc=exc, countdown=countdown) from exc
 
 
-def _maintenance_retry(task: Task, exc: BaseException, what: str) -> Any:
-    retries = int(task.request.retries or 0)
-    if retries >= int(task.max_retries or 0):
-        log.error("%s failed %d times; the next scheduled run retries", what, retries)
-        raise exc
-    return task.retry(exc=exc, countdown=_countdown(retries))
+def _maintenance(task: Task, what: str, job: Callable[[jobs.Runtime], Any]) -> None:
+    try:
+        rt = runtime()
+    except StartupError as exc:
+        log.warning("%s skipped: %s", what, exc)
+        return
+    try:
+        job(rt)
+    except jobs.TRANSIENT_ERRORS as exc:
+        retries = int(task.request.retries or 0)
+        if retries >= int(task.max_retries or 0):
+            log.error("%s failed %d times; the next scheduled run retries", what, retries)
+            raise
+        raise task.retry(exc=exc, countdown=_countdown(retries)) from exc
 
 
 @app.task(bind=True, name=RECONCILE_TASK, ignore_result=True, max_retries=3)
 def reconcile(self: Task) -> None:
     """Reconciliation of every mapping (tombstones rows whose CRM record is gone)."""
-    try:
-        jobs.reconcile(runtime())
-    except jobs.TRANSIENT_ERRORS as exc:
-        raise _maintenance_retry(self, exc, "reconciliation") from exc
+    _maintenance(self, "reconciliation", jobs.reconcile)
 
 
 @app.task(bind=True, name=PUSH_TASK, ignore_result=True, max_retries=3)
 def push(self: Task) -> None:
     """One push pass over the accepted changes waiting in the outbox."""
-    try:
-        jobs.push(runtime())
-    except jobs.TRANSIENT_ERRORS as exc:
-        raise _maintenance_retry(self, exc, "push") from exc
+    _maintenance(self, "push", jobs.push)

@@ -1,33 +1,41 @@
-"""`billing-sync demo`: the embedded sandbox CRM, seeded, mirrored into the embedded DB.
+"""`billing-sync demo`: the sandbox CRM with seeded data, and the whole service beside it.
 
-It starts the sandbox in this process with generated accounts, runs a full pull into the
+It starts the sandbox in this process with generated accounts, mirrors it into the
 billing database (``BILLING_SYNC_DATABASE_URL``, by default the SQLite file
-``billing-sync.db``), prints what it mirrored, and then pulls again every few seconds,
-printing each change it mirrors, until Ctrl-C.
+``billing-sync.db``), then runs what ``billing-sync run`` runs without a broker: the
+portal on ``--host``/``--port`` and the periodic change check and pulls on threads. It
+prints signed portal links for a Billing Admin and for a contact who is not one. It
+needs neither Redis nor PostgreSQL, and never touches a real org. Ctrl-C stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
-import threading
 import time
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, exists, func, select
 
 from sync.commands.pull import EXIT_CONFIG, EXIT_FAILED, summary_line
+from sync.commands.run import run_service
 from sync.context import SyncContext
 from sync.crm.client import CrmClient
 from sync.crm.errors import CrmError
-from sync.db.models import AccountContactRole, Contact
+from sync.db.models import Account, AccountContactRole, Contact
 from sync.mapping.spec import MappingError
-from sync.pull import Outcome, PassResult, pull_all
+from sync.pull import PassResult, pull_all
 from sync.sandbox.server import SandboxConfig, SandboxServer
-from sync.settings import Settings
+from sync.settings import DEFAULT_PUBLIC_URL, Settings, SettingsError, demo_secret
 
 DEMO_ACCOUNTS = 50
 DEMO_SEED = 1
 DEMO_INTERVAL = 3.0
+# The sandbox org's daily API limit: large enough that the budget guard (20 % by
+# default) keeps the demo's 3 s change check; a real org's limit is what it is.
+DEMO_DAILY_LIMIT = 5_000_000
+LINK_TTL = 8 * 3600.0
 
 
 def _say(text: str = "") -> None:
@@ -37,18 +45,33 @@ def _say(text: str = "") -> None:
 
 def start_sandbox(accounts: int = DEMO_ACCOUNTS, seed: int = DEMO_SEED) -> SandboxServer:
     """The sandbox CRM, seeded with ``accounts`` accounts, serving on a free local port."""
-    server = SandboxServer(SandboxConfig(port=0, seed=accounts, seed_random=seed))
+    server = SandboxServer(
+        SandboxConfig(port=0, seed=accounts, seed_random=seed, daily_limit=DEMO_DAILY_LIMIT)
+    )
     server.start()
     return server
 
 
-def demo_context(settings: Settings, sandbox_url: str) -> SyncContext:
-    """A context on ``settings``' database and the sandbox at ``sandbox_url``.
+def demo_settings(settings: Settings, sandbox_url: str) -> Settings:
+    """``settings`` bent to the demo: the sandbox's CRM, one process, a portal secret.
 
-    The sandbox's own login is used whatever ``SALESFORCE_*`` says: the demo never
-    touches a real org.
+    Whatever ``SALESFORCE_*`` and ``BILLING_SYNC_BROKER_URL`` say, the demo uses the
+    sandbox it started and runs everything in this process.
     """
-    settings = settings.with_(salesforce_instance_url=sandbox_url)
+    return settings.with_(
+        broker_url=None,
+        salesforce_username=None,
+        salesforce_password=None,
+        salesforce_security_token=None,
+        salesforce_domain=None,
+        salesforce_instance_url=sandbox_url,
+        portal_secret=settings.portal_secret or demo_secret(),
+        pull_interval=min(settings.pull_interval, DEMO_INTERVAL),
+    )
+
+
+def demo_context(settings: Settings, sandbox_url: str) -> SyncContext:
+    """A context on ``settings``' database and the sandbox at ``sandbox_url``."""
     crm = CrmClient.from_settings(settings, sandbox_url=sandbox_url)
     try:
         return SyncContext.from_settings(settings, crm=crm)
@@ -62,38 +85,70 @@ def initial_pull(ctx: SyncContext) -> list[PassResult]:
     return pull_all(ctx, full=True, reconcile=True)
 
 
+def _is_admin(role: str) -> Any:
+    return (
+        select(AccountContactRole.id)
+        .join(Account, Account.sfid == AccountContactRole.account_sfid)
+        .where(
+            AccountContactRole.contact_sfid == Contact.sfid,
+            AccountContactRole.role == role,
+            ~AccountContactRole.is_deleted,
+            ~Account.is_deleted,
+        )
+    )
+
+
+def demo_contacts(engine: Engine, role: str) -> tuple[Any, Any]:
+    """A Billing Admin and a contact who is Billing Admin of nothing (either may be None)."""
+    columns = (Contact.sfid, Contact.first_name, Contact.last_name, Contact.email)
+    order = (Contact.last_name, Contact.first_name, Contact.sfid)
+    with engine.connect() as conn:
+        admin = conn.execute(
+            select(*columns)
+            .where(~Contact.is_deleted, exists(_is_admin(role)))
+            .order_by(*order)
+            .limit(1)
+        ).first()
+        other = conn.execute(
+            select(*columns)
+            .where(~Contact.is_deleted, ~exists(_is_admin(role)))
+            .order_by(*order)
+            .limit(1)
+        ).first()
+    return admin, other
+
+
 def describe_mirror(ctx: SyncContext) -> list[str]:
-    """A few lines about what the mirror now holds."""
+    """A line about the Billing Admins the mirror now holds."""
     role = ctx.settings.billing_admin_role
     with ctx.engine.connect() as conn:
-        admins = conn.execute(
-            select(Contact.first_name, Contact.last_name, Contact.email)
-            .join(AccountContactRole, AccountContactRole.contact_sfid == Contact.sfid)
-            .where(AccountContactRole.role == role, ~AccountContactRole.is_deleted)
-            .order_by(Contact.last_name, Contact.first_name)
-            .limit(3)
-        ).all()
         admin_count = conn.scalar(
             select(func.count(func.distinct(AccountContactRole.contact_sfid))).where(
                 AccountContactRole.role == role, ~AccountContactRole.is_deleted
             )
         )
-    lines = [f"{admin_count} contacts are {role} of an account, for example:"]
-    lines += [
-        f"  {first or ''} {last or ''} <{email or 'no email'}>" for first, last, email in admins
-    ]
+    return [f"{admin_count} contacts are {role} of an account"]
+
+
+def portal_links(settings: Settings, engine: Engine, base_url: str) -> list[str]:
+    """Lines with a signed portal link for a Billing Admin and for a non-admin."""
+    if importlib.util.find_spec("sync.portal.links") is None:
+        return []
+    from sync.portal.links import PortalSigner
+
+    signer = PortalSigner(settings.require_portal_secret())
+    admin, other = demo_contacts(engine, settings.billing_admin_role)
+    lines = []
+    for label, contact in (
+        (f"{settings.billing_admin_role} (sees the portal)", admin),
+        ("not a Billing Admin (sees the coming-soon page)", other),
+    ):
+        if contact is None:
+            continue
+        name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
+        lines.append(f"{label}: {name} <{contact.email or 'no email'}>")
+        lines.append("  " + signer.link_url(base_url, contact.sfid, ttl=LINK_TTL))
     return lines
-
-
-def pull_every(
-    ctx: SyncContext, interval: float, stop: threading.Event, *, quiet_unchanged: bool = True
-) -> None:
-    """Incremental passes every ``interval`` seconds until ``stop`` is set."""
-    while not stop.wait(interval):
-        for result in pull_all(ctx):
-            if quiet_unchanged and result.outcome is Outcome.UNCHANGED:
-                continue
-            _say(time.strftime("%H:%M:%S ") + summary_line(result))
 
 
 def demo_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -101,8 +156,9 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     _say(f"starting the sandbox CRM with {DEMO_ACCOUNTS} generated accounts ...")
     server = start_sandbox()
     try:
+        demo = demo_settings(settings, server.url)
         try:
-            ctx = demo_context(settings, server.url)
+            ctx = demo_context(demo, server.url)
         except MappingError as exc:
             sys.stderr.write(f"billing-sync: {exc}\n")
             return EXIT_CONFIG
@@ -110,7 +166,7 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
             sys.stderr.write(f"billing-sync: the sandbox CRM did not answer: {exc}\n")
             return EXIT_FAILED
         try:
-            _say(f"sandbox CRM at {server.url}; billing database {settings.database_url}")
+            _say(f"sandbox CRM at {server.url}; billing database {demo.database_url}")
             _say("full pull:")
             started = time.monotonic()
             results = initial_pull(ctx)
@@ -123,16 +179,30 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
             )
             for line in describe_mirror(ctx):
                 _say(line)
-            interval = min(settings.pull_interval, DEMO_INTERVAL)
-            _say(
-                f"pulling every {interval:g}s; edit data at {server.url} (any Salesforce "
-                "client, login admin@sandbox.local / sandbox / sandbox-token). Ctrl-C stops."
-            )
-            try:
-                pull_every(ctx, interval, threading.Event())
-            except KeyboardInterrupt:
-                _say("stopped")
-            return 0
+
+            def ready(url: str | None) -> None:
+                if url is None:
+                    _say("this installation has no portal; syncing only")
+                else:
+                    base = url if demo.public_url == DEFAULT_PUBLIC_URL else demo.public_url
+                    _say(f"portal at {url}")
+                    for line in portal_links(demo, ctx.engine, base):
+                        _say(line)
+                _say(
+                    f"checking the CRM for changes every {demo.pull_interval:g}s; edit data at "
+                    f"{server.url} (any Salesforce client, login admin@sandbox.local / "
+                    "sandbox / sandbox-token) and watch it arrive. Ctrl-C stops."
+                )
+
+            code = run_service(demo, host=args.host, port=args.port, ctx=ctx, on_ready=ready)
+            _say("stopped")
+            return code
+        except OSError as exc:
+            sys.stderr.write(f"billing-sync: cannot listen on {args.host}:{args.port}: {exc}\n")
+            return EXIT_FAILED
+        except SettingsError as exc:
+            sys.stderr.write(f"billing-sync: {exc}\n")
+            return EXIT_CONFIG
         finally:
             ctx.close()
     finally:

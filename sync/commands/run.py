@@ -103,18 +103,14 @@ def run_service(
     scheduler = InProcessScheduler(Runtime(settings=settings, ctx=ctx, locks=LocalLocks()))
     portal: Any = None
     try:
-        url: str | None = None
+        url = None
         if portal_available():
-            from sync.portal.server import PortalServer
-
-            portal = PortalServer(settings, ctx.engine, host=host, port=port)
+            portal = _portal(settings, ctx.engine, host, port)
             url = portal.start()
         scheduler.start()
         if on_ready is not None:
             on_ready(url)
-        with _stop_on_signals(stop):
-            while not stop.wait(0.5):
-                pass
+        _wait(stop)
     finally:
         if portal is not None:
             portal.stop()
@@ -124,17 +120,36 @@ def run_service(
     return 0
 
 
-def _serve_portal_only(settings: Settings, host: str, port: int) -> int:
+def _portal(settings: Settings, engine: Any, host: str, port: int) -> Any:
+    from sync.portal.server import PortalServer
+
+    return PortalServer(settings, engine, host=host, port=port)
+
+
+def _wait(stop: threading.Event) -> None:
+    with _stop_on_signals(stop):
+        while not stop.wait(0.5):
+            pass
+
+
+def serve_portal_only(
+    settings: Settings, *, host: str, port: int, stop: threading.Event | None = None
+) -> int:
+    """Serve the portal until ``stop`` (or SIGINT/SIGTERM); background work is elsewhere."""
     if not portal_available():
         _err("this installation has no portal; nothing to serve")
         return 1
-    from sync.portal.server import serve
-
     engine = make_engine(settings.database_url)
+    portal = None
     try:
         upgrade(engine)
-        serve(settings, engine, host=host, port=port)
+        portal = _portal(settings, engine, host, port)
+        url = portal.start()
+        _say(f"billing-sync run: portal at {url}; background sync on Celery. Ctrl-C stops.")
+        _wait(stop or threading.Event())
     finally:
+        if portal is not None:
+            portal.stop()
         engine.dispose()
     return 0
 
@@ -146,7 +161,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
             settings.require_portal_secret()
         if settings.broker_url:
             _say(BROKER_NOTE)
-            return _serve_portal_only(settings, args.host, args.port)
+            return serve_portal_only(settings, host=args.host, port=args.port)
 
         def ready(url: str | None) -> None:
             where = f"portal at {url}" if url else "no portal in this installation"

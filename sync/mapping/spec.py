@@ -7,6 +7,7 @@ touching the database.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -91,6 +92,20 @@ class Mapping:
     def columns(self) -> list[str]:
         """The mapped columns, in field order."""
         return [f.column for f in self.fields]
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of everything that decides what the table holds.
+
+        When it changes (a field added, a column or type changed, a new filter), rows
+        already stored were converted differently, so the pull reloads the mapping.
+        """
+        parts = [self.crm_object.lower(), self.table, self.filter or ""]
+        parts += sorted(
+            f"{f.crm_name.lower()}>{f.column}:{f.type.value}:{f.reference_to or ''}"
+            for f in self.fields
+        )
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     def field(self, crm_name: str) -> FieldSpec | None:
         """The spec of CRM field ``crm_name`` (any letter case), or None."""

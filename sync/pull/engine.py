@@ -35,8 +35,14 @@ from sync.crm.errors import (
 from sync.crm.soql import and_, id_in, modstamp_window, select
 from sync.db import repo
 from sync.mapping.spec import Mapping
-from sync.mapping.transform import ConversionError, parse_sf_datetime, record_id, record_to_row
-from sync.pull.idle import RETRY_BASE, RETRY_CAP, changed_mappings
+from sync.mapping.transform import ConversionError, RowBuilder, parse_sf_datetime, record_id
+from sync.pull.idle import (
+    RETRY_BASE,
+    RETRY_CAP,
+    changed_mappings,
+    store_fingerprint,
+    stored_fingerprints,
+)
 from sync.pull.pages import Prefetcher
 from sync.pull.reconcile import reconcile_mapping
 from sync.pull.result import Outcome, PassResult, Progress, ReconcileResult
@@ -70,29 +76,39 @@ class ConvertedPage:
 
 
 def convert_page(
-    mapping: Mapping, records: Sequence[dict[str, Any]], synced_at: dt.datetime
+    mapping: Mapping,
+    records: Sequence[dict[str, Any]],
+    synced_at: dt.datetime,
+    builder: RowBuilder | None = None,
 ) -> ConvertedPage:
     """Convert a page of records; a record that fails is set aside, the rest proceed."""
     page = ConvertedPage()
+    builder = builder or RowBuilder(mapping)
+    newest: dt.datetime | None = None
+    rows = page.rows
     for record in records:
-        stamp = record.get("SystemModstamp")
-        if isinstance(stamp, str):
-            try:
-                modstamp = parse_sf_datetime(stamp)
-            except ValueError:
-                pass
-            else:
-                if page.newest is None or modstamp > page.newest:
-                    page.newest = modstamp
         try:
-            page.rows.append(record_to_row(mapping, record, synced_at))
+            row = builder.row(record, synced_at)
         except ConversionError as exc:
+            stamp = record.get("SystemModstamp")
+            try:
+                modstamp = parse_sf_datetime(stamp) if isinstance(stamp, str) else None
+            except ValueError:
+                modstamp = None
+            if modstamp is not None and (newest is None or modstamp > newest):
+                newest = modstamp
             sfid = record_id(record)
             if sfid is None:
                 page.unreadable += 1
                 logger.error("%s: a record without an Id: %s", mapping.name, exc)
             else:
                 page.failed[sfid] = str(exc)
+            continue
+        rows.append(row)
+        modstamp = row["system_modstamp"]
+        if newest is None or modstamp > newest:
+            newest = modstamp
+    page.newest = newest
     return page
 
 
@@ -106,6 +122,7 @@ class _Run:
     started: float
     api_calls_at_start: int
     error_sfids: set[str]
+    builder: RowBuilder
     records: int = 0
     failed: int = 0
     seen: set[str] = field(default_factory=set)
@@ -115,6 +132,7 @@ def _store_page(ctx: SyncContext, run: _Run, page: ConvertedPage, *, advance: bo
     """Write one converted page, its record errors and the watermark, atomically."""
     now = ctx.now()
     with ctx.engine.begin() as conn:
+        repo.relax_commit_wait(conn)
         repo.upsert_rows(conn, run.table, page.rows)
         if page.failed:
             repo.save_record_errors(conn, run.mapping.name, page.failed, now=now)
@@ -155,7 +173,7 @@ def _read_window(ctx: SyncContext, run: _Run, progress: ProgressCallback | None)
         for page in prefetched:
             if total is None:
                 total = page.total_size
-            converted = convert_page(run.mapping, page.records, ctx.now())
+            converted = convert_page(run.mapping, page.records, ctx.now(), run.builder)
             run.records += len(page.records)
             run.failed += len(converted.failed)
             run.seen.update(row["sfid"] for row in converted.rows)
@@ -185,7 +203,7 @@ def _retry_failed_records(ctx: SyncContext, run: _Run, now: dt.datetime) -> None
             where=and_(run.mapping.filter, id_in(chunk)),
         )
         records = ctx.crm.query_all(soql, include_deleted=True)
-        converted = convert_page(run.mapping, records, ctx.now())
+        converted = convert_page(run.mapping, records, ctx.now(), run.builder)
         run.records += len(records)
         run.failed += len(converted.failed)
         returned = {record_id(r) for r in records}
@@ -265,6 +283,7 @@ def _pull(
     table = repo.mirrored_table(mapping.table)
     started_at = now or ctx.now()
     calls_at_start = ctx.crm.api_calls
+    stored_fingerprint = stored_fingerprints(ctx).get(name)
     with ctx.engine.begin() as conn:
         state = repo.get_state(conn, name)
         if state.paused:
@@ -278,6 +297,10 @@ def _pull(
                 watermark=state.watermark,
             )
             return paused, None
+        if stored_fingerprint != mapping.fingerprint and state.watermark is not None:
+            # Rows stored under another definition of the mapping: reload them all.
+            logger.info("mapping %s changed since its rows were loaded: full reload", name)
+            full = True
         window = plan_window(
             state.watermark,
             now=started_at,
@@ -296,11 +319,14 @@ def _pull(
         started=time.monotonic(),
         api_calls_at_start=calls_at_start,
         error_sfids=error_sfids,
+        builder=RowBuilder(mapping),
     )
     outcome, error = Outcome.OK, None
     failure: BaseException | None = None
     try:
         _read_window(ctx, run, progress)
+        if window.full and stored_fingerprint != mapping.fingerprint:
+            store_fingerprint(ctx, mapping)
         _retry_failed_records(ctx, run, started_at)
     except RequestLimitExceededError as exc:
         outcome, error, failure = (

@@ -17,7 +17,7 @@ from simple_salesforce import format_soql
 from sync.context import SyncContext, subresponse_text
 from sync.crm.client import MAX_COMPOSITE_QUERIES
 from sync.crm.soql import and_, select, soql_datetime
-from sync.db import repo
+from sync.db import repo, service_state
 from sync.mapping.spec import Mapping
 from sync.mapping.transform import parse_sf_datetime
 from sync.pull.window import is_newer, retry_due
@@ -26,6 +26,28 @@ logger = logging.getLogger("sync.pull")
 
 RETRY_BASE = dt.timedelta(minutes=1)
 RETRY_CAP = dt.timedelta(hours=1)
+
+
+FINGERPRINT_PREFIX = "mapping-fingerprint:"
+
+
+def stored_fingerprints(ctx: SyncContext) -> dict[str, str]:
+    """The fingerprint of each mapping as it was when its rows were last fully loaded."""
+    documents = service_state.read_prefix(ctx.engine, FINGERPRINT_PREFIX)
+    return {
+        key[len(FINGERPRINT_PREFIX) :]: str(doc.get("fingerprint"))
+        for key, (doc, _) in documents.items()
+    }
+
+
+def store_fingerprint(ctx: SyncContext, mapping: Mapping) -> None:
+    """Record that ``mapping``'s rows were fully loaded with its current definition."""
+    service_state.write(
+        ctx.engine,
+        FINGERPRINT_PREFIX + mapping.name,
+        {"fingerprint": mapping.fingerprint},
+        ctx.now(),
+    )
 
 
 def newest_change_soql(mapping: Mapping, watermark: dt.datetime | None) -> str:
@@ -55,7 +77,8 @@ def changed_mappings(
 
     A mapping has something to pull when no pass of it ever completed, when the CRM holds
     a record stamped after its watermark (any record, for a mapping whose object was
-    empty), or when records that failed to convert are due for another attempt. Paused
+    empty), when the mapping itself changed since its rows were stored (it is reloaded),
+    or when records that failed to convert are due for another attempt. Paused
     mappings are left out. One /composite call per five mappings that need asking; the
     newest SystemModstamp seen is kept in ``ctx.crm_time_hints`` for the pass that
     follows.
@@ -68,6 +91,7 @@ def changed_mappings(
     with ctx.engine.connect() as conn:
         states = repo.all_states(conn)
         failing = repo.record_errors(conn)
+    fingerprints = stored_fingerprints(ctx)
     due: set[str] = {
         e.mapping
         for e in failing
@@ -83,7 +107,8 @@ def changed_mappings(
         never_completed = state is None or (
             state.watermark is None and state.last_pass_finished_at is None
         )
-        if never_completed or name in due:
+        reload = fingerprints.get(name) != mapping.fingerprint
+        if never_completed or reload or name in due:
             changed.add(name)
             continue
         assert state is not None

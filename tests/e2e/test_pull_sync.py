@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from sync.db import repo
 from sync.db.models import AccountContactRole, Contact, Order
+from sync.mapping.spec import MappingSet
 from sync.pull import Outcome, pull_all
 from tests.support.pull import (
     duplicate_sfids,
@@ -132,7 +133,7 @@ def test_given_pass_when_finished_then_history_and_state_recorded(ctx):
     assert state.last_outcome == "ok"
 
 
-def test_given_record_error_when_mapping_fixed_then_retried_by_id_on_a_later_pass(
+def test_given_record_error_when_mapping_corrected_then_mapping_reloaded_and_error_cleared(
     crm_sandbox, sqlite_database_url, sf, tmp_path
 ):
     import shutil
@@ -158,14 +159,51 @@ def test_given_record_error_when_mapping_fixed_then_retried_by_id_on_a_later_pas
         narrow.close()
 
     fixed = make_context(crm_sandbox, sqlite_database_url)
-    later = dt.timedelta(minutes=2)  # past the first retry's backoff
-    fixed.clock = lambda: dt.datetime.now(dt.UTC) + later
     try:
-        [retried] = pull_all(fixed, names=["accounts"])
+        [reloaded] = pull_all(fixed, names=["accounts"])
 
-        assert retried.outcome is Outcome.OK
+        assert reloaded.outcome is Outcome.OK
+        assert reloaded.full is True
         with fixed.engine.connect() as conn:
             assert repo.record_errors(conn, "accounts") == []
-        assert mirror_differences(fixed.engine, fixed.crm, fixed.mappings) == []
+        only_accounts = MappingSet({"accounts": fixed.mappings["accounts"]})
+        assert mirror_differences(fixed.engine, fixed.crm, only_accounts) == []
+        [again] = pull_all(fixed, names=["accounts"])
+        assert again.outcome is Outcome.UNCHANGED
     finally:
         fixed.close()
+
+
+def test_given_recorded_errors_when_due_then_fetched_again_by_id(crm_sandbox, database_url, sf):
+    import time
+
+    ctx = make_context(crm_sandbox, database_url, lookback_seconds=1.0)
+    try:
+        pull_all(ctx, names=["contacts"])
+        contacts = sf.query("SELECT Id FROM Contact ORDER BY Id")["records"]
+        time.sleep(1.2)
+        sf.Contact.update(contacts[-1]["Id"], {"FirstName": "Moved"})
+        pull_all(ctx, names=["contacts"])  # the watermark is now past the seeded records
+        stored = contacts[0]["Id"]
+        purged = "003000000000000AAA"
+        with ctx.engine.begin() as conn:
+            conn.execute(Contact.__table__.delete().where(Contact.sfid == stored))
+            repo.save_record_errors(
+                conn,
+                "contacts",
+                {stored: "failed earlier", purged: "failed earlier"},
+                now=ctx.now() - dt.timedelta(minutes=5),
+            )
+        before = ctx.crm.api_calls
+
+        [result] = pull_all(ctx, names=["contacts"])
+
+        assert result.outcome is Outcome.OK
+        # the lookback re-reads the edited contact; the failed one comes by Id
+        assert result.records == 2
+        assert ctx.crm.api_calls - before == 2  # the window and one query by Id
+        with ctx.engine.connect() as conn:
+            assert repo.record_errors(conn, "contacts") == []
+            assert conn.scalar(select(Contact.is_deleted).where(Contact.sfid == stored)) is False
+    finally:
+        ctx.close()

@@ -4,12 +4,13 @@ from urllib.parse import unquote
 import pytest
 
 from sync.context import SyncContext
-from sync.db import repo
+from sync.db import repo, service_state
 from sync.db.engine import make_engine, upgrade
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
 from sync.mapping.transform import format_sf_datetime
 from sync.pull import changed_mappings
+from sync.pull.idle import FINGERPRINT_PREFIX, store_fingerprint
 from sync.settings import Settings
 
 UTC = dt.UTC
@@ -61,6 +62,8 @@ def ctx(sqlite_database_url):
     with engine.begin() as conn:
         for name in mappings.names:
             repo.save_state(conn, name, NOW, watermark=WATERMARK, last_pass_finished_at=NOW)
+    for mapping in mappings:
+        store_fingerprint(context, mapping)
     yield context
     engine.dispose()
 
@@ -111,3 +114,11 @@ def test_given_record_error_due_when_checked_then_mapping_pulled(ctx):
 
     assert changed_mappings(ctx, ["orders"], now=NOW) == ["orders"]
     assert ctx.crm.api_calls == 0
+
+
+def test_given_mapping_changed_since_load_when_checked_then_reloaded_without_asking(ctx):
+    service_state.write(ctx.engine, FINGERPRINT_PREFIX + "orders", {"fingerprint": "old"}, NOW)
+
+    assert changed_mappings(ctx, ["orders", "products"], now=NOW) == ["orders"]
+    assert ctx.crm.api_calls == 1
+    assert all("FROM Product2" in url for url in ctx.crm.calls[0])
