@@ -474,7 +474,9 @@ class BudgetResult:
     unguarded_per_day: float
 
 
-def run_budget(*, seconds: float, workdir: Path) -> BudgetResult:
+def run_budget(*, seconds: float, workdir: Path, idle_cost: float) -> BudgetResult:
+    """The guard against a 1,000-calls/day org; ``idle_cost`` is the measured calls per
+    idle poll (for the pace polling would keep without the guard)."""
     limit, interval, share = 1_000, 2.0, 0.2
     sandbox, url = start_sandbox(10, limit, workdir / "sandbox-budget.log")
     try:
@@ -502,7 +504,7 @@ def run_budget(*, seconds: float, workdir: Path) -> BudgetResult:
                 rejected=rejected(snapshot),
                 projected_per_day=decision.projected_per_day,
                 budget=decision.budget,
-                unguarded_per_day=86400.0 / interval * decision.cost_per_poll,
+                unguarded_per_day=86400.0 / interval * idle_cost,
             )
     finally:
         sandbox.stop()
@@ -605,7 +607,8 @@ def main() -> int:
         )
         results.append(result)
     print("budget guard at 1,000 calls/day ...", flush=True)
-    budget = run_budget(seconds=args.budget_seconds, workdir=workdir)
+    idle_cost = results[-1].calls_per_poll if results else 3.0
+    budget = run_budget(seconds=args.budget_seconds, workdir=workdir, idle_cost=idle_cost)
     section = markdown(results, budget, args)
     print()
     print(section)

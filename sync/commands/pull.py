@@ -270,6 +270,8 @@ def sync_command(args: argparse.Namespace, settings: Settings) -> int:
             )
     except StartupError as exc:
         _err(str(exc))
+        if args.json:
+            _out(json.dumps({"ok": False, "exit_code": exc.code, "error": str(exc)}))
         return exc.code
 
 

@@ -83,6 +83,8 @@ def _to_string(spec: FieldSpec, value: Any) -> str:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConversionError(spec.crm_name, f"expected text, got {type(value).__name__}")
         value = str(value)
+    if "\x00" in value:
+        raise ConversionError(spec.crm_name, "contains a NUL character, which no column holds")
     if spec.max_length is not None and len(value) > spec.max_length:
         raise ConversionError(
             spec.crm_name,
@@ -241,7 +243,17 @@ class RowBuilder:
 
     def __init__(self, mapping: Mapping) -> None:
         self.mapping = mapping
-        self._fields = tuple((f.column, f.crm_name, _converter(f)) for f in mapping.fields)
+        # Text columns take a plain fast path: a str within the column's length as is.
+        self._fields = tuple(
+            (
+                f.column,
+                f.crm_name,
+                _converter(f),
+                f.type in (ColumnType.STRING, ColumnType.TEXT),
+                f.max_length if f.max_length is not None else 1 << 62,
+            )
+            for f in mapping.fields
+        )
 
     def row(self, record: dict[str, Any], synced_at: dt.datetime) -> dict[str, Any]:
         """See :func:`record_to_row`."""
@@ -269,7 +281,7 @@ class RowBuilder:
             "is_deleted": record.get("IsDeleted", False) is True,
             "synced_at": synced_at,
         }
-        for column, name, convert in self._fields:
+        for column, name, convert, text, max_length in self._fields:
             try:
                 value = record[name]
             except KeyError:
@@ -277,7 +289,12 @@ class RowBuilder:
                     value = _get(record, name)
                 except KeyError:
                     raise ConversionError(name, "missing from the record") from None
-            row[column] = None if value is None else convert(value)
+            if value is None or (
+                text and type(value) is str and len(value) <= max_length and "\x00" not in value
+            ):
+                row[column] = value
+            else:
+                row[column] = convert(value)
         return row
 
 

@@ -5,10 +5,11 @@
 purged from the CRM. The window arithmetic lives in :mod:`sync.pull.window`.
 """
 
-from sync.pull.engine import convert_page, pull_all, pull_mapping, window_soql
+from sync.pull.engine import convert_page, pull_mapping, window_soql
 from sync.pull.idle import changed_mappings
 from sync.pull.reconcile import reconcile_mapping
 from sync.pull.result import Outcome, PassResult, Progress, ReconcileResult
+from sync.pull.runner import pull_all
 
 __all__ = [
     "Outcome",

@@ -18,19 +18,17 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Table
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from sync.context import SyncContext
 from sync.crm.errors import (
     CrmConfigurationError,
     CrmError,
-    LoginError,
     RequestLimitExceededError,
-    TransientCrmError,
 )
 from sync.crm.soql import and_, id_in, modstamp_window, select
 from sync.db import repo
@@ -39,13 +37,11 @@ from sync.mapping.transform import ConversionError, RowBuilder, parse_sf_datetim
 from sync.pull.idle import (
     RETRY_BASE,
     RETRY_CAP,
-    changed_mappings,
     store_fingerprint,
     stored_fingerprints,
 )
 from sync.pull.pages import Prefetcher
-from sync.pull.reconcile import reconcile_mapping
-from sync.pull.result import Outcome, PassResult, Progress, ReconcileResult
+from sync.pull.result import Outcome, PassResult, Progress
 from sync.pull.window import Window, advance_watermark, plan_window, retry_due
 
 logger = logging.getLogger("sync.pull")
@@ -128,27 +124,71 @@ class _Run:
     seen: set[str] = field(default_factory=set)
 
 
+def _write_rows_one_by_one(
+    conn: Connection, run: _Run, rows: list[dict[str, Any]]
+) -> dict[str, str]:
+    """Upsert rows each in its own savepoint; returns the ones the database refused."""
+    refused: dict[str, str] = {}
+    for row in rows:
+        try:
+            with conn.begin_nested():
+                repo.upsert_rows(conn, run.table, [row])
+        except (DataError, IntegrityError) as exc:
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            refused[row["sfid"]] = f"refused by the database: {reason}"
+    return refused
+
+
 def _store_page(ctx: SyncContext, run: _Run, page: ConvertedPage, *, advance: bool) -> None:
-    """Write one converted page, its record errors and the watermark, atomically."""
+    """Write one converted page, its record errors and the watermark, atomically.
+
+    If the database refuses the page (a value the conversion let through but the
+    column rejects), the page is written again row by row and the refused rows become
+    record errors like conversion failures, so one record cannot stall its mapping.
+    """
+    try:
+        _write_page(ctx, run, page, advance=advance, one_by_one=False)
+    except (DataError, IntegrityError) as exc:
+        logger.warning(
+            "%s: the database refused a page (%s); writing it row by row",
+            run.mapping.name,
+            type(exc).__name__,
+        )
+        _write_page(ctx, run, page, advance=advance, one_by_one=True)
+
+
+def _write_page(
+    ctx: SyncContext, run: _Run, page: ConvertedPage, *, advance: bool, one_by_one: bool
+) -> None:
     now = ctx.now()
+    failed = dict(page.failed)
+    watermark = run.watermark
     with ctx.engine.begin() as conn:
         repo.relax_commit_wait(conn)
-        repo.upsert_rows(conn, run.table, page.rows)
-        if page.failed:
-            repo.save_record_errors(conn, run.mapping.name, page.failed, now=now)
-        fixed = [row["sfid"] for row in page.rows if row["sfid"] in run.error_sfids]
+        rows = page.rows
+        if one_by_one:
+            refused = _write_rows_one_by_one(conn, run, rows)
+            failed.update(refused)
+            rows = [row for row in rows if row["sfid"] not in refused]
+        else:
+            repo.upsert_rows(conn, run.table, rows)
+        if failed:
+            repo.save_record_errors(conn, run.mapping.name, failed, now=now)
+        fixed = [row["sfid"] for row in rows if row["sfid"] in run.error_sfids]
         if fixed:
             repo.clear_record_errors(conn, run.mapping.name, fixed)
-            run.error_sfids.difference_update(fixed)
-        run.error_sfids.update(page.failed)
         if advance:
             watermark = advance_watermark(run.watermark, page.newest, run.window)
             if watermark != run.watermark:
                 repo.save_state(conn, run.mapping.name, now, watermark=watermark)
-                run.watermark = watermark
         repo.pass_progress(
             conn, run.pass_id, run.records, ctx.crm.api_calls - run.api_calls_at_start
         )
+    # Only once committed does the pass's own view move on.
+    run.error_sfids.difference_update(fixed)
+    run.error_sfids.update(failed)
+    run.failed += len(failed) - len(page.failed)
+    run.watermark = watermark
 
 
 def window_soql(mapping: Mapping, window: Window) -> str:
@@ -218,7 +258,7 @@ def _retry_failed_records(ctx: SyncContext, run: _Run, now: dt.datetime) -> None
             run.error_sfids.difference_update(gone)
 
 
-def _result(
+def result_of(
     run: _Run | None,
     name: str,
     outcome: Outcome,
@@ -229,6 +269,7 @@ def _result(
     error: str | None = None,
     watermark: dt.datetime | None = None,
 ) -> PassResult:
+    """The :class:`PassResult` of a pass (``run``) or of a mapping not attempted (None)."""
     return PassResult(
         mapping=name,
         outcome=outcome,
@@ -267,10 +308,10 @@ def pull_mapping(
     Raises:
         KeyError: no such mapping.
     """
-    return _pull(ctx, name, full=full, now=now, progress=progress)[0]
+    return pull_with_failure(ctx, name, full=full, now=now, progress=progress)[0]
 
 
-def _pull(
+def pull_with_failure(
     ctx: SyncContext,
     name: str,
     *,
@@ -287,7 +328,7 @@ def _pull(
     with ctx.engine.begin() as conn:
         state = repo.get_state(conn, name)
         if state.paused:
-            paused = _result(
+            paused = result_of(
                 None,
                 name,
                 Outcome.PAUSED,
@@ -377,7 +418,7 @@ def _close_pass(
         logger.error("could not record the end of the %s pass: %s", run.mapping.name, exc)
         if outcome is Outcome.OK:
             outcome, error = Outcome.FAILED, f"database error: {exc}"
-    return _result(
+    return result_of(
         run,
         run.mapping.name,
         outcome,
@@ -386,173 +427,3 @@ def _close_pass(
         api_calls=api_calls,
         error=error,
     )
-
-
-# Failures after which the other mappings would fail the same way: stop the whole run.
-_STOP_ALL = (RequestLimitExceededError, TransientCrmError, LoginError, CrmConfigurationError)
-
-
-def _not_attempted(
-    ctx: SyncContext,
-    names: Sequence[str],
-    outcome: Outcome,
-    error: str,
-    started_at: dt.datetime,
-) -> list[PassResult]:
-    now = ctx.now()
-    results = []
-    with ctx.engine.begin() as conn:
-        for name in names:
-            state = repo.get_state(conn, name)
-            repo.save_state(conn, name, now, last_outcome=outcome.value, last_error=error)
-            results.append(
-                _result(
-                    None,
-                    name,
-                    outcome,
-                    started_at=started_at,
-                    finished_at=now,
-                    api_calls=0,
-                    error=error,
-                    watermark=state.watermark,
-                )
-            )
-    return results
-
-
-def _mark_unchanged(
-    ctx: SyncContext, names: Sequence[str], started_at: dt.datetime, api_calls: int
-) -> list[PassResult]:
-    now = ctx.now()
-    results = []
-    with ctx.engine.begin() as conn:
-        states = repo.all_states(conn)
-        for i, name in enumerate(names):
-            state = states.get(name)
-            if state is not None and state.paused:
-                results.append(
-                    _result(
-                        None,
-                        name,
-                        Outcome.PAUSED,
-                        started_at=started_at,
-                        finished_at=now,
-                        api_calls=0,
-                        watermark=state.watermark,
-                    )
-                )
-                continue
-            repo.close_stale_passes(conn, name, now)
-            repo.save_state(
-                conn,
-                name,
-                now,
-                last_pass_started_at=started_at,
-                last_pass_finished_at=now,
-                last_outcome=Outcome.UNCHANGED.value,
-                last_error=None,
-            )
-            results.append(
-                _result(
-                    None,
-                    name,
-                    Outcome.UNCHANGED,
-                    started_at=started_at,
-                    finished_at=now,
-                    # The idle check's calls are shared; they are counted on the first.
-                    api_calls=api_calls if i == 0 else 0,
-                    watermark=state.watermark if state else None,
-                )
-            )
-    return results
-
-
-def pull_all(
-    ctx: SyncContext,
-    *,
-    names: Sequence[str] | None = None,
-    full: bool = False,
-    reconcile: bool = False,
-    now: dt.datetime | None = None,
-    progress: ProgressCallback | None = None,
-    on_result: Callable[[PassResult], None] | None = None,
-) -> list[PassResult]:
-    """One pass over the mappings (``names``, default all), in mapping order.
-
-    Incremental passes first ask the CRM which mappings changed
-    (:func:`~sync.pull.idle.changed_mappings`) and read only those; the others end
-    UNCHANGED. A full pass reads every mapping. REQUEST_LIMIT_EXCEEDED, an unreachable
-    CRM or a refused login stop the run: the mappings not yet pulled get the same
-    outcome without being attempted.
-
-    Args:
-        ctx: the context.
-        names: the mappings to pull (default: all).
-        full: reload instead of reading the windows after the watermarks.
-        reconcile: afterwards, compare each mapping's Ids with the CRM's and tombstone
-            rows whose CRM record is gone (:func:`~sync.pull.reconcile.reconcile_mapping`).
-        now: the run's start (default: the context's clock).
-        progress: called after each stored page.
-        on_result: called with each mapping's result as soon as it is known.
-
-    Returns:
-        One result per mapping, in mapping order (with its reconcile result attached
-        when asked).
-
-    Raises:
-        KeyError: an unknown mapping name.
-    """
-    started_at = now or ctx.now()
-    selected = list(names) if names is not None else ctx.mappings.names
-    for name in selected:
-        ctx.mapping(name)
-    results: dict[str, PassResult] = {}
-
-    def done(result: PassResult) -> None:
-        results[result.mapping] = result
-        if on_result is not None:
-            on_result(result)
-
-    to_pull = selected
-    if not full:
-        calls = ctx.crm.api_calls
-        try:
-            to_pull = changed_mappings(ctx, selected, now=started_at)
-        except _STOP_ALL as exc:
-            outcome = (
-                Outcome.LIMIT_EXCEEDED
-                if isinstance(exc, RequestLimitExceededError)
-                else Outcome.FAILED
-            )
-            for result in _not_attempted(ctx, selected, outcome, str(exc), started_at):
-                done(result)
-            return [results[n] for n in selected]
-        except CrmError as exc:
-            logger.warning("idle check failed (%s); pulling every mapping", exc)
-            to_pull = selected
-        unchanged = [n for n in selected if n not in to_pull]
-        for result in _mark_unchanged(ctx, unchanged, started_at, ctx.crm.api_calls - calls):
-            done(result)
-
-    stop: tuple[Outcome, str] | None = None
-    for name in to_pull:
-        if stop is not None:
-            for result in _not_attempted(ctx, [name], stop[0], stop[1], started_at):
-                done(result)
-            continue
-        result, failure = _pull(ctx, name, full=full, now=None, progress=progress)
-        done(result)
-        if isinstance(failure, _STOP_ALL):
-            stop = (result.outcome, f"not attempted: {result.error}")
-
-    ordered = [results[n] for n in selected]
-    if reconcile and stop is None:
-        ordered = [_with_reconcile(ctx, r) for r in ordered]
-    return ordered
-
-
-def _with_reconcile(ctx: SyncContext, result: PassResult) -> PassResult:
-    if result.outcome not in (Outcome.OK, Outcome.UNCHANGED):
-        return result
-    reconciled: ReconcileResult = reconcile_mapping(ctx, result.mapping)
-    return replace(result, reconciled=reconciled)
