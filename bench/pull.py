@@ -257,7 +257,7 @@ def minimum_calls(per_object: dict[str, int]) -> int:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"latency_ms": args.latency_ms}
     workdir = Path(tempfile.mkdtemp(prefix="bench-pull-"))
     process, url, records = start_sandbox(args.accounts)
     try:
@@ -278,6 +278,27 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             schema.drop()
         print(f"billing-sync -> PostgreSQL: {report['postgres']['seconds']:.2f}s", flush=True)
+
+        # A real org answers a page of 2,000 records in a few hundred milliseconds; with
+        # that latency the fetch dominates and the pull's work overlaps with it.
+        requests.post(f"{url}/_sandbox/faults", json={"latency_ms": args.latency_ms}, timeout=10)
+        try:
+            report["latency_fetch"] = run_child("fetch", url)
+            report["latency_sqlite"] = run_child("pull", url, f"sqlite:///{workdir / 'latency.db'}")
+            schema = PostgresSchema(args.postgres)
+            try:
+                report["latency_postgres"] = run_child("pull", url, schema.url)
+            finally:
+                schema.drop()
+        finally:
+            requests.delete(f"{url}/_sandbox/faults", timeout=10)
+        print(
+            f"with {args.latency_ms} ms per call: fetch-only "
+            f"{report['latency_fetch']['seconds']:.2f}s, SQLite "
+            f"{report['latency_sqlite']['seconds']:.2f}s, PostgreSQL "
+            f"{report['latency_postgres']['seconds']:.2f}s",
+            flush=True,
+        )
 
         naive_url = f"sqlite:///{workdir / 'naive.db'}"
         report["naive"] = run_child("naive", url, naive_url, str(args.naive_records))
@@ -378,6 +399,27 @@ def render(report: dict[str, Any]) -> str:
             f"{pg_rate / naive_pg_rate:.1f}x",
         )
     )
+    latency_fetch = report["latency_fetch"]["seconds"]
+    rows.append(
+        (
+            f"fetch-only, CRM answering in {report['latency_ms']} ms per call",
+            latency_fetch,
+            n / latency_fetch,
+            "1.00x",
+            "-",
+        )
+    )
+    for label, key in (("SQLite", "latency_sqlite"), ("PostgreSQL", "latency_postgres")):
+        run = report[key]
+        rows.append(
+            (
+                f"billing-sync full pull -> {label}, {report['latency_ms']} ms per call",
+                run["seconds"],
+                run["records"] / run["seconds"],
+                f"{run['seconds'] / latency_fetch:.2f}x",
+                "-",
+            )
+        )
     for label, seconds, rate, ratio, speedup in rows:
         lines.append(f"| {label} | {seconds:.2f} | {rate:,.0f} | {ratio} | {speedup} |")
     big_n = report["big_records"]
@@ -387,6 +429,11 @@ def render(report: dict[str, Any]) -> str:
     targets = [
         (">= 10x the naive approach", min(sqlite_rate / naive_rate, pg_rate / naive_pg_rate) >= 10),
         ("<= 1.5x the fetch-only time", slowest <= 1.5 * fetch["seconds"]),
+        (
+            f"<= 1.5x the fetch-only time with {report['latency_ms']} ms per call",
+            max(report["latency_sqlite"]["seconds"], report["latency_postgres"]["seconds"])
+            <= 1.5 * latency_fetch,
+        ),
         ("API calls = minimum + a constant", report["sqlite"]["api_calls"] - minimum <= 11),
         (
             "peak RSS < 200 MB and flat as records triple",
@@ -421,11 +468,14 @@ def render(report: dict[str, Any]) -> str:
         + "; ".join(f"{name}: {'met' if ok else 'not met'}" for name, ok in targets)
         + ".",
         "",
-        "Where the time goes: on this 2-CPU machine the sandbox server, the database and the "
-        "pull share the cores. Fetch-only spends its CPU in the HTTP client and JSON "
-        "decoding; the pull adds converting each value (typed, checked against the "
-        "column's limits) and binding it into the bulk upsert, in the same Python process "
-        "(the page fetch overlaps with the write, but both need the interpreter).",
+        "Where the time goes: the sandbox answers a page of 2,000 records in a few tens of "
+        "milliseconds, so fetch-only is bound by this process's own HTTP client and JSON "
+        "decoding. The pull adds, in the same Python process, converting every value (typed "
+        "and checked against its column's limits) and binding it into the bulk upsert; the "
+        "next page is fetched while the current one is written, but both need the "
+        "interpreter, and the sandbox, the database and the pull share 2 CPUs. When the CRM "
+        f"takes {report['latency_ms']} ms per call (a real org usually takes longer for a "
+        "page of 2,000 records), the fetch dominates and the pull's work hides behind it.",
         "",
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d} on {os.cpu_count()} CPUs "
         f"({platform.machine()}), Python {platform.python_version()}.",
@@ -450,6 +500,9 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=850, help="~100k records")
     parser.add_argument("--big-accounts", type=int, default=2550, help="~300k records")
     parser.add_argument("--naive-records", type=int, default=10_000)
+    parser.add_argument(
+        "--latency-ms", type=int, default=150, help="CRM latency per call for the second run"
+    )
     parser.add_argument(
         "--postgres",
         default=os.environ.get("BILLING_SYNC_TEST_POSTGRES_URL", DEFAULT_POSTGRES),

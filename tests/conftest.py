@@ -118,12 +118,22 @@ def sandbox_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def crm_sandbox(sandbox_url: str) -> str:
-    """The sandbox URL, after resetting it to its seeded state (data, faults, counters)."""
+def crm_sandbox(sandbox_url: str) -> Iterator[str]:
+    """The sandbox URL, after resetting it to its seeded state (data, faults, counters).
+
+    Afterwards the test fails if any request made the sandbox answer 500 from an
+    unexpected exception: every client mistake must get a Salesforce-shaped 4xx.
+    """
     import requests
 
     requests.post(f"{sandbox_url}/_sandbox/reset", timeout=30).raise_for_status()
-    return sandbox_url
+    yield sandbox_url
+    stats = requests.get(f"{sandbox_url}/_sandbox/stats", timeout=30).json()
+    if stats.get("unhandled_errors"):
+        pytest.fail(
+            "the sandbox answered 500 (unexpected exception): "
+            + "; ".join(stats.get("recent_unhandled", []))
+        )
 
 
 @pytest.fixture

@@ -121,7 +121,7 @@ class _Run:
     builder: RowBuilder
     records: int = 0
     failed: int = 0
-    seen: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)  # failing records read by this pass
 
 
 def _write_rows_one_by_one(
@@ -216,8 +216,11 @@ def _read_window(ctx: SyncContext, run: _Run, progress: ProgressCallback | None)
             converted = convert_page(run.mapping, page.records, ctx.now(), run.builder)
             run.records += len(page.records)
             run.failed += len(converted.failed)
-            run.seen.update(row["sfid"] for row in converted.rows)
-            run.seen.update(converted.failed)
+            if run.error_sfids:
+                # Only failing records are remembered (memory stays bounded by pages):
+                # those read here need no fetch by Id at the end of the pass.
+                run.seen.update(r["sfid"] for r in converted.rows if r["sfid"] in run.error_sfids)
+                run.seen.update(s for s in converted.failed if s in run.error_sfids)
             _store_page(ctx, run, converted, advance=True)
             if progress is not None:
                 progress(

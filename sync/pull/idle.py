@@ -3,6 +3,12 @@
 For each incremental mapping one query asks the CRM for its newest record changed after
 the watermark (``queryAll``, so a delete counts as a change). Queries go five to a
 /composite call, the most Salesforce allows, and a /composite call counts as one API call.
+
+The check compares with the watermark itself, not with the lookback before it (that
+window always holds the last records already read). So a record whose transaction
+committed late, stamped before the watermark, does not make its mapping "changed" on
+its own; the lookback of the mapping's next pass reads it, and the next change to the
+object triggers that pass.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
+from sync.sandbox import ids
 from sync.sandbox.errors import ApiError, json_parser_error, method_not_allowed, not_found
 from sync.sandbox.rest import ApiRequest, ApiResponse, RestApi, parse_version, record_json
 from sync.sandbox.store import MultipleMatches, Store
@@ -79,8 +80,19 @@ def _substitute(value: Any, results: dict[str, Any]) -> Any:
     return value
 
 
+def _split(url: str) -> SplitResult | None:
+    """``url``'s parts, or None when it is not a URL at all."""
+    try:
+        return urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 host: "http://[::1"
+        return None
+
+
 def _is_query_or_collection(url: str) -> bool:
-    parts = [p for p in urlsplit(url).path.split("/") if p]
+    split = _split(url)
+    if split is None:
+        return False
+    parts = [p for p in split.path.split("/") if p]
     rest = parts[3:] if len(parts) >= 3 else []
     if not rest:
         return False
@@ -97,6 +109,9 @@ def _subrequest(item: Any) -> tuple[str, str, str]:
         )
     if not _REFERENCE_ID.match(ref):
         raise ApiError(400, "INVALID_INPUT", f"Invalid referenceId: {ref}")
+    headers = item.get("httpHeaders")
+    if headers is not None and not isinstance(headers, dict):
+        raise ApiError(400, "INVALID_INPUT", f"httpHeaders of {ref} must be an object")
     return method.upper(), url, ref
 
 
@@ -174,7 +189,8 @@ class Composite:
         results: dict[str, Any] = {}
         for item, (method, url, ref) in zip(items, subs, strict=True):
             try:
-                url = _substitute(url, results)
+                # a reference may stand for the whole URL; whatever it holds becomes text
+                url = str(_substitute(url, results))
                 sub_body = _substitute(item.get("body"), results)
             except KeyError:
                 out.append(_halted(ref, f"Invalid reference specified. No value found for {ref}."))
@@ -199,9 +215,9 @@ class Composite:
     def _one(
         self, req: ApiRequest, method: str, url: str, body: Any, headers: dict[str, str]
     ) -> ApiResponse:
-        parts = urlsplit(url)
-        segments = [p for p in parts.path.split("/") if p]
-        if segments[:2] != ["services", "data"] or len(segments) < 3:
+        parts = _split(url)
+        segments = [p for p in parts.path.split("/") if p] if parts else []
+        if parts is None or segments[:2] != ["services", "data"] or len(segments) < 3:
             return ApiResponse(404, not_found().body())
         version = parse_version(segments[2])
         if version is None or version != req.version:
@@ -372,7 +388,7 @@ class Composite:
         def one(record_id: str) -> dict[str, Any]:
             try:
                 obj = self.store.schema.by_prefix(record_id[:3])
-                if obj is None:
+                if obj is None or ids.normalize(record_id) is None:
                     raise ApiError(400, "MALFORMED_ID", f"malformed id {record_id}")
                 return {"id": self.store.delete(obj, record_id), "success": True, "errors": []}
             except ApiError as exc:
@@ -387,6 +403,9 @@ class Composite:
         if not record_ids or not names:
             raise ApiError(400, "MISSING_ARGUMENT", "ids and fields must be specified")
         self._check_size(len(record_ids))
+        malformed = [i for i in record_ids if ids.normalize(i) is None]
+        if malformed:
+            raise ApiError(400, "MALFORMED_ID", f"invalid ID: {', '.join(malformed[:10])}")
         fields = []
         for name in ["Id", *names]:
             f = obj.field(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sync.sandbox.schema import FieldDef, ObjectDef, Schema
+from sync.sandbox.schema import DeleteRule, FieldDef, ObjectDef, Schema
 
 _SOAP_TYPES = {
     "id": "tns:ID",
@@ -34,7 +34,7 @@ def object_summary(obj: ObjectDef, version: str) -> dict[str, Any]:
     return {
         "name": obj.name,
         "label": obj.label,
-        "labelPlural": obj.label + "s",
+        "labelPlural": obj.label_plural,
         "keyPrefix": obj.key_prefix,
         "custom": custom,
         "customSetting": False,
@@ -68,14 +68,6 @@ def object_info(obj: ObjectDef, version: str) -> dict[str, Any]:
     return {"objectDescribe": object_summary(obj, version), "recentItems": []}
 
 
-def _relationship_name(f: FieldDef) -> str | None:
-    if f.type != "reference":
-        return None
-    if f.name.endswith("__c"):
-        return f.name[:-3] + "__r"
-    return f.name[:-2] if f.name.endswith("Id") else f.name
-
-
 def field_describe(f: FieldDef) -> dict[str, Any]:
     """One field's metadata, with the keys describe clients read."""
     default = f.default
@@ -105,7 +97,11 @@ def field_describe(f: FieldDef) -> dict[str, Any]:
         "defaultedOnCreate": default is not None or f.system,
         "defaultValue": default,
         "referenceTo": list(f.reference_to),
-        "relationshipName": _relationship_name(f),
+        "relationshipName": f.relationship_name,
+        "relationshipOrder": f.relationship_order,
+        "cascadeDelete": f.cascade_delete,
+        "restrictedDelete": f.delete_rule is DeleteRule.RESTRICT,
+        "writeRequiresMasterRead": False,
         "restrictedPicklist": f.type == "picklist",
         "picklistValues": [
             {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v}
@@ -118,6 +114,18 @@ def describe_object(obj: ObjectDef, version: str) -> dict[str, Any]:
     """``GET /sobjects/{T}/describe``."""
     body = object_summary(obj, version)
     body["fields"] = [field_describe(f) for f in obj.fields.values()]
-    body["childRelationships"] = []
+    body["childRelationships"] = [
+        {
+            "cascadeDelete": r.cascade_delete,
+            "childSObject": r.child_object,
+            "deprecatedAndHidden": False,
+            "field": r.field,
+            "junctionIdListNames": [],
+            "junctionReferenceTo": [],
+            "relationshipName": r.relationship_name,
+            "restrictedDelete": r.restricted_delete,
+        }
+        for r in obj.child_relationships
+    ]
     body["recordTypeInfos"] = []
     return body

@@ -82,6 +82,8 @@ class Stats:
         self._lock = threading.Lock()
         self.api_calls = 0
         self.by_endpoint: Counter[str] = Counter()
+        self.unhandled_errors = 0
+        self.recent_unhandled: deque[str] = deque(maxlen=10)
 
     def record(self, endpoint: str, *, api_call: bool) -> None:
         """Note one request to ``endpoint``; ``api_call`` when it counted against the limit."""
@@ -90,16 +92,33 @@ class Stats:
             if api_call:
                 self.api_calls += 1
 
-    def snapshot(self) -> dict[str, Any]:
-        """``{"api_calls": N, "by_endpoint": {...}}``."""
+    def record_unhandled(self, description: str) -> None:
+        """Note a request that failed with an unexpected exception (answered 500).
+
+        Every client mistake has a Salesforce-shaped 4xx answer, so any of these is a
+        sandbox defect; tests assert there were none.
+        """
         with self._lock:
-            return {"api_calls": self.api_calls, "by_endpoint": dict(self.by_endpoint)}
+            self.unhandled_errors += 1
+            self.recent_unhandled.append(description)
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"api_calls": N, "by_endpoint": {...}, "unhandled_errors": N, ...}``."""
+        with self._lock:
+            return {
+                "api_calls": self.api_calls,
+                "by_endpoint": dict(self.by_endpoint),
+                "unhandled_errors": self.unhandled_errors,
+                "recent_unhandled": list(self.recent_unhandled),
+            }
 
     def reset(self) -> None:
         """Back to zero."""
         with self._lock:
             self.api_calls = 0
             self.by_endpoint.clear()
+            self.unhandled_errors = 0
+            self.recent_unhandled.clear()
 
 
 @dataclass

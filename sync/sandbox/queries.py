@@ -10,6 +10,7 @@ so abandoned cursors cannot grow memory without limit.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from array import array
@@ -27,6 +28,19 @@ DEFAULT_BATCH = 2000
 MIN_BATCH = 200
 LOCATOR_PREFIX = "01g"
 _CONVERTED_TYPES = NUMBER_TYPES | {"boolean"}  # every other type is stored as its JSON text
+MAX_SOQL_LENGTH = 100_000  # Salesforce's limit on the length of one SOQL statement
+_TOO_COMPLICATED = (
+    "Query is either selecting too many fields or the filter conditions are too complicated."
+)
+# SQLite's own limits, which a long enough SOQL filter can reach (each AND is one level of
+# the expression tree): the query is answered as Salesforce answers an overly complex one.
+_SQLITE_LIMITS = ("too large", "too many", "too deep", "stack overflow")
+
+
+def _too_complicated(exc: Exception) -> bool:
+    if isinstance(exc, OverflowError):  # a number literal beyond 64-bit integers
+        return True
+    return any(marker in str(exc).lower() for marker in _SQLITE_LIMITS)
 
 
 def batch_size_from_header(value: str | None) -> int:
@@ -135,6 +149,12 @@ class QueryService:
         """
         from sync.sandbox.soql import SoqlError, compile_select, parse
 
+        if len(text) > MAX_SOQL_LENGTH:
+            raise ApiError(
+                400,
+                "MALFORMED_QUERY",
+                f"SOQL statements cannot be longer than {MAX_SOQL_LENGTH:,} characters",
+            )
         try:
             compiled = compile_select(parse(text), self.schema, include_deleted=include_deleted)
         except SoqlError as exc:
@@ -142,7 +162,13 @@ class QueryService:
         sql, params = compiled.sql(ROW_COLUMN)
         with self.store.lock:
             self.store.maybe_purge()
-            numbers = array("q", (row[0] for row in self.store.select_rows(sql, params)))
+            try:
+                rows = self.store.select_rows(sql, params)
+            except (sqlite3.OperationalError, OverflowError) as exc:
+                if not _too_complicated(exc):
+                    raise
+                raise ApiError(400, "QUERY_TOO_COMPLICATED", _TOO_COMPLICATED) from None
+            numbers = array("q", (row[0] for row in rows))
         if compiled.count_only:
             return {"totalSize": len(numbers), "done": True, "records": []}
         locator = Locator(compiled.object, list(compiled.fields), numbers, batch, include_deleted)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sync.sandbox import ids
+from sync.sandbox import deletes, ids
 from sync.sandbox.clock import ModstampClock, format_ms, parse_datetime, to_ms
 from sync.sandbox.errors import ApiError, entity_deleted, not_found
 from sync.sandbox.schema import FieldDef, ObjectDef, Schema
@@ -92,7 +92,6 @@ class Store:
         if db_path:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
-        self._children = self._child_references()
         self._next_row: dict[str, int] = {}
         self.create_tables()
         self._observe_existing()
@@ -146,16 +145,6 @@ class Store:
                 stamp = parse_datetime(row[1])
                 if stamp is not None:
                     self.clock.observe(to_ms(stamp))
-
-    def _child_references(self) -> dict[str, list[tuple[ObjectDef, FieldDef]]]:
-        """Per parent object: the required references to it (master-detail: cascade)."""
-        children: dict[str, list[tuple[ObjectDef, FieldDef]]] = {}
-        for obj in self.schema.objects.values():
-            for f in obj.fields.values():
-                if f.type == "reference" and f.required:
-                    for parent in f.reference_to:
-                        children.setdefault(parent.lower(), []).append((obj, f))
-        return children
 
     def close(self) -> None:
         """Close the database."""
@@ -215,14 +204,30 @@ class Store:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return obj
 
-    def _existing_id(self, obj: ObjectDef, raw_id: str) -> str:
+    @staticmethod
+    def _record_id(obj: ObjectDef, raw_id: str) -> str:
+        """The 18-character form of an Id given in a URL for ``obj``.
+
+        Raises:
+            ApiError: 404 NOT_FOUND for text that is no Id (Salesforce then reads the
+                path segment as an external Id field name), 400 MALFORMED_ID for an Id
+                of another object.
+        """
         record_id = ids.normalize(raw_id)
-        if record_id is None or not record_id.startswith(obj.key_prefix):
+        if record_id is None:
             raise ApiError(
-                404 if record_id is None else 400,
-                "NOT_FOUND" if record_id is None else "MALFORMED_ID",
-                f"{obj.name} ID: id value of incorrect type: {raw_id}",
+                404,
+                "NOT_FOUND",
+                f"Provided external ID field does not exist or is not accessible: {raw_id}",
             )
+        if not record_id.startswith(obj.key_prefix):
+            raise ApiError(
+                400, "MALFORMED_ID", f"{obj.label} ID: id value of incorrect type: {raw_id}"
+            )
+        return record_id
+
+    def _existing_id(self, obj: ObjectDef, raw_id: str) -> str:
+        record_id = self._record_id(obj, raw_id)
         state = row_state(self.conn, obj, record_id)
         if state is None:
             raise not_found()
@@ -234,12 +239,10 @@ class Store:
         """The stored values of one live record, keyed by canonical field name.
 
         Raises:
-            ApiError: 404 NOT_FOUND or ENTITY_IS_DELETED.
+            ApiError: 404 NOT_FOUND or ENTITY_IS_DELETED, 400 MALFORMED_ID.
         """
+        record_id = self._record_id(obj, raw_id)
         with self.lock:
-            record_id = ids.normalize(raw_id)
-            if record_id is None:
-                raise not_found()
             chosen = list(fields) if fields else list(obj.fields.values())
             cols = ", ".join(quote(f.name) for f in chosen)
             row = self.conn.execute(
@@ -367,9 +370,18 @@ class Store:
             )
         with self.transaction():
             if f.name == "Id":
-                if value and ids.normalize(value):
-                    return WriteResult(self.update(obj, value, values), created=False)
-                return WriteResult(self.create(obj, values), created=True)
+                # upsert on Id updates that record; only a blank Id creates one
+                body = {k: v for k, v in values.items() if k.lower() != "id"}
+                if value and ids.normalize(value) is None:
+                    raise ApiError(
+                        400,
+                        "MALFORMED_ID",
+                        f"{obj.label} ID: id value of incorrect type: {value}",
+                        ["Id"],
+                    )
+                if value:
+                    return WriteResult(self.update(obj, value, body), created=False)
+                return WriteResult(self.create(obj, body), created=True)
             try:
                 stored = sqlite_value_from_json(f, value)
             except FieldValueError as exc:
@@ -384,33 +396,21 @@ class Store:
             return WriteResult(self.create(obj, body), created=True)
 
     def delete(self, obj: ObjectDef, raw_id: str) -> str:
-        """Soft-delete one record (and its master-detail children); returns its Id.
+        """Soft-delete one record, with what its relationships demand; returns its Id.
+
+        Master-detail and cascade-delete children go to the recycle bin with it; optional
+        lookups to it are cleared; a required lookup from a record that stays refuses the
+        delete (see :mod:`sync.sandbox.deletes`).
 
         Raises:
-            ApiError: 404 NOT_FOUND or ENTITY_IS_DELETED.
+            ApiError: 404 NOT_FOUND or ENTITY_IS_DELETED, 400 MALFORMED_ID, or 400
+                DELETE_FAILED naming the records that still refer to it.
         """
-        with self.transaction():
+        with self.transaction() as conn:
             record_id = self._existing_id(obj, raw_id)
-            self._soft_delete(obj, [record_id])
+            plan = deletes.plan_delete(conn, self.schema, obj, record_id)
+            deletes.apply_delete(conn, self.clock, plan)
             return record_id
-
-    def _soft_delete(self, obj: ObjectDef, record_ids: list[str]) -> None:
-        for record_id in record_ids:
-            self.conn.execute(
-                f'UPDATE {quote(obj.name)} SET "IsDeleted" = 1, "SystemModstamp" = ? '
-                'WHERE "Id" = ?',
-                (format_ms(self.clock.next_ms()), record_id),
-            )
-        for child, f in self._children.get(obj.name.lower(), []):
-            for start in range(0, len(record_ids), 500):
-                chunk = record_ids[start : start + 500]
-                rows = self.conn.execute(
-                    f'SELECT "Id" FROM {quote(child.name)} WHERE {quote(f.name)} IN '
-                    f'({", ".join("?" for _ in chunk)}) AND "IsDeleted" = 0',
-                    chunk,
-                ).fetchall()
-                if rows:
-                    self._soft_delete(child, [row[0] for row in rows])
 
     # -- replication windows and purge ------------------------------------------------
 
@@ -448,22 +448,16 @@ class Store:
         """Hard-delete records deleted longer ago than the retention; returns how many.
 
         Runs at most once a second unless ``force``; purged records vanish from queryAll
-        and the deleted window, as the recycle bin's purge does in Salesforce.
+        and the deleted window, as the recycle bin's purge does in Salesforce. Records
+        deleted with a master go with it.
         """
         now = time.monotonic()
         if not force and now - self._last_purge < min(_PURGE_EVERY, self.retention):
             return 0
         self._last_purge = now
         cutoff = format_ms(self.earliest_available_ms())
-        purged = 0
         with self.transaction() as conn:
-            for obj in self.schema.objects.values():
-                cur = conn.execute(
-                    f'DELETE FROM {quote(obj.name)} WHERE "IsDeleted" = 1 AND "SystemModstamp" < ?',
-                    (cutoff,),
-                )
-                purged += cur.rowcount
-        return purged
+            return deletes.purge(conn, self.schema, cutoff)
 
     # -- queries -----------------------------------------------------------------------
 

@@ -46,7 +46,9 @@ def convert(
     Raises:
         ApiError: 400 INVALID_FIELD (unknown field),
             INVALID_FIELD_FOR_INSERT_UPDATE (read-only field), a type error naming the
-            field, or MALFORMED_ID / INVALID_CROSS_REFERENCE_KEY for references.
+            field, or for references MALFORMED_ID (not an Id), FIELD_INTEGRITY_EXCEPTION
+            (an Id of another object), INVALID_CROSS_REFERENCE_KEY (no such record) or
+            ENTITY_IS_DELETED.
     """
     out: Record = {}
     for key, value in values.items():
@@ -69,9 +71,8 @@ def convert(
                 "profile or permission set.",
                 [f.name],
             )
-        if value is None:
-            out[f.name] = None
-            continue
+        # null goes through the conversion too: a checkbox stores false for it, as in
+        # Salesforce; every other type stores NULL, which check_required then judges
         try:
             stored = sqlite_value_from_json(f, value)
         except FieldValueError as exc:
@@ -84,11 +85,19 @@ def convert(
 
 def _check_reference(conn: sqlite3.Connection, schema: Schema, f: FieldDef, raw: str) -> str:
     record_id = ids.normalize(raw)
-    targets = [t for t in (schema.get(name) for name in f.reference_to) if t]
-    target = next((t for t in targets if record_id and record_id.startswith(t.key_prefix)), None)
-    if record_id is None or target is None:
+    if record_id is None:
         raise ApiError(
             400, "MALFORMED_ID", f"{f.label}: id value of incorrect type: {raw}", [f.name]
+        )
+    targets = [t for t in (schema.get(name) for name in f.reference_to) if t]
+    target = next((t for t in targets if record_id.startswith(t.key_prefix)), None)
+    if target is None:
+        # a well-formed Id of another object: Salesforce names it an integrity problem
+        raise ApiError(
+            400,
+            "FIELD_INTEGRITY_EXCEPTION",
+            f"{f.label}: id value of incorrect type: {raw}",
+            [f.name],
         )
     state = row_state(conn, target, record_id)
     if state is None:

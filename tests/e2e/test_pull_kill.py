@@ -16,6 +16,7 @@ from sync.db.models import SyncPass
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
 from tests.support.pull import crm_client, duplicate_sfids, hook, mirror_differences
+from tests.support.sandbox import running_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -56,9 +57,17 @@ def edit_crm(crm, rng: random.Random, round_: int) -> None:
     crm.create("Contact", {"AccountId": account, "LastName": f"Round {round_}"})
 
 
+@pytest.fixture
+def killing_sandbox():
+    """A sandbox of its own: clients vanishing mid-request is what this test is about."""
+    with running_sandbox("--seed", "25", "--seed-random", "7") as sandbox:
+        yield sandbox.url
+
+
 def test_given_pull_killed_eight_times_at_random_when_rerun_then_converges_without_duplicates(
-    crm_sandbox, database_url
+    killing_sandbox, database_url
 ):
+    crm_sandbox = killing_sandbox
     env = {
         **os.environ,
         "SALESFORCE_INSTANCE_URL": crm_sandbox,
