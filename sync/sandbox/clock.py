@@ -41,11 +41,11 @@ def parse_datetime(text: str) -> datetime | None:
     """An aware datetime from ISO 8601 text (``Z``, ``+hh:mm``, ``+hhmm``), or None."""
     try:
         moment = datetime.fromisoformat(text.strip().replace(" ", "+"))
-    except ValueError:
+        if moment.tzinfo is None:
+            return None
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a datetime, or moved past year 1 or 9999
         return None
-    if moment.tzinfo is None:
-        return None
-    return moment.astimezone(UTC)
 
 
 def parse_http_date(text: str) -> datetime | None:
@@ -56,7 +56,10 @@ def parse_http_date(text: str) -> datetime | None:
         return parse_datetime(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # the offset moves it past year 9999
+        return None
 
 
 class ModstampClock:

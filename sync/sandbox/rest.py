@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -134,6 +135,23 @@ def record_json(obj: ObjectDef, values: dict[str, Any], version: str) -> dict[st
     }
     out.update(row_converter(fields)(list(values.values())))
     return out
+
+
+def _window_bound(req: ApiRequest, name: str) -> datetime:
+    """The ``start`` or ``end`` datetime of a deleted/updated window request.
+
+    Raises:
+        ApiError: 400 INVALID_REPLICATION_DATE naming the parameter and its value.
+    """
+    raw = req.params.get(name, "")
+    moment = parse_datetime(raw)
+    if moment is None:
+        raise ApiError(
+            400,
+            "INVALID_REPLICATION_DATE",
+            f"{name} must be an ISO 8601 datetime with a time zone, not {raw!r}",
+        )
+    return moment
 
 
 class RestApi:
@@ -328,14 +346,7 @@ class RestApi:
         return self._record(req, method, obj, matches[0])
 
     def _window(self, req: ApiRequest, obj: ObjectDef, kind: str) -> ApiResponse:
-        start = parse_datetime(req.params.get("start", ""))
-        end = parse_datetime(req.params.get("end", ""))
-        if start is None or end is None:
-            raise ApiError(
-                400,
-                "INVALID_REPLICATION_DATE",
-                "start and end must be ISO 8601 datetimes with a time zone",
-            )
+        start, end = _window_bound(req, "start"), _window_bound(req, "end")
         if end <= start:
             raise ApiError(
                 400,

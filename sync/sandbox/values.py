@@ -29,6 +29,9 @@ ID_TYPES = frozenset({"id", "reference"})
 REAL_TYPES = frozenset({"double", "currency", "percent"})
 NUMBER_TYPES = REAL_TYPES | {"int"}
 
+# Salesforce numbers have at most 18 digits (which also fits SQLite's 64-bit integers).
+_MAX_DIGITS = 18
+
 # Salesforce stores dates between these bounds only.
 MIN_YEAR = 1700
 MAX_YEAR = 4000
@@ -150,16 +153,19 @@ def parse_datetime(text: str) -> datetime:
         raise ValueError(f"not a datetime: {text!r}")
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     micros = int((fraction or "0")[:3].ljust(3, "0")) * 1000
-    parsed = datetime(
-        int(year),
-        int(month),
-        int(day),
-        int(hour or 0),
-        int(minute or 0),
-        int(second or 0),
-        micros,
-        tzinfo=_offset(offset),
-    ).astimezone(UTC)
+    try:
+        parsed = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            micros,
+            tzinfo=_offset(offset),
+        ).astimezone(UTC)
+    except OverflowError:  # the offset moves it past year 1 or 9999
+        raise ValueError(f"year out of range: {text!r}") from None
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise ValueError(f"year out of range: {text!r}")
     return parsed
@@ -278,17 +284,21 @@ def _number(field: FieldDef, value: Any) -> int | float:
     number: float
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise _parser_error(field, java_type, value) from None
     if not math.isfinite(number):
         raise _parser_error(field, java_type, value)
-    if field.type == "int":
+    result: int | float
+    if field.type == "int" and isinstance(value, int):
+        result = value  # exact: a float would round integers beyond 2**53
+    elif field.type == "int":
         if number != int(number):
             raise _parser_error(field, java_type, value)
-        result: int | float = int(number)
+        result = int(number)
     else:
         result = round(number, field.scale) if field.scale else number
-    if field.precision and abs(result) >= 10 ** (field.precision - field.scale):
+    digits = field.precision - field.scale if field.precision else _MAX_DIGITS
+    if abs(result) >= 10**digits:
         raise FieldValueError(
             field.name,
             f"{field.label}: value outside of valid range on numeric field: {value}",

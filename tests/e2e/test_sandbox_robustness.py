@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -128,6 +129,8 @@ PROBES: list[Any] = [
     "2026-11-22T10:00:00Z",
     "2026-02-30",
     "2026-11-22T25:00:00Z",
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+14:00",
     [],
     [1],
     {},
@@ -391,9 +394,48 @@ def test_given_malformed_composite_when_calling_then_4xx_in_salesforce_shape(api
     ],
 )
 def test_given_oversized_soql_when_querying_then_400(api, soql, code):
-    error = api.error("GET", "query", params={"q": soql})
+    # a composite subrequest carries its URL in the body: no limit on the URL's length
+    subrequest = {"method": "GET", "url": f"/services/data/v{VERSION}/query?q={quote(soql)}"}
+    (answer,) = api.call(
+        "POST", "composite", json={"compositeRequest": [{**subrequest, "referenceId": "q"}]}
+    ).json()["compositeResponse"]
+    direct = api.error("GET", "query", params={"q": soql}) if len(soql) < 16_384 else None
 
-    assert error["errorCode"] == code
+    assert answer["httpStatusCode"] == 400
+    assert answer["body"][0]["errorCode"] == code
+    if direct is not None:
+        assert direct["errorCode"] == code
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "x",
+        "Fri, 31 Dec 9999 23:59:59 -1400",
+        "9999-12-31T23:59:59-14:00",
+        "0001-01-01T00:00:00+14:00",
+    ],
+)
+def test_given_datetime_out_of_range_in_header_window_or_soql_when_calling_then_400(api, moment):
+    account = api.ids_of(SCHEMA.objects["account"])[0]
+    header = api.error(
+        "PATCH",
+        f"sobjects/Account/{account}",
+        json={"Name": "x"},
+        headers={"If-Unmodified-Since": moment},
+    )
+    window = api.error(
+        "GET", "sobjects/Account/updated/", params={"start": moment, "end": "2026-11-22T10:00:00Z"}
+    )
+    soql = api.error(
+        "GET", "query", params={"q": f"SELECT Id FROM Account WHERE CreatedDate > {moment}"}
+    )
+
+    assert header["errorCode"] == "INVALID_HEADER_VALUE"
+    assert moment in header["message"]
+    assert window["errorCode"] == "INVALID_REPLICATION_DATE"
+    assert moment in window["message"]
+    assert soql["errorCode"] == "MALFORMED_QUERY"
 
 
 def test_given_sandbox_hook_with_absurd_seed_size_when_posting_then_400(server):

@@ -119,7 +119,14 @@ def test_given_naive_datetime_when_formatted_then_value_error():
 
 @pytest.mark.parametrize(
     "text",
-    ["yesterday", "2026-13-01T00:00:00Z", "2026-11-22T10:00:00+25:00", "1699-12-31T00:00:00Z"],
+    [
+        "yesterday",
+        "2026-13-01T00:00:00Z",
+        "2026-11-22T10:00:00+25:00",
+        "1699-12-31T00:00:00Z",
+        "9999-12-31T23:59:59-14:00",
+        "0001-01-01T00:00:00+14:00",
+    ],
 )
 def test_given_bad_datetime_when_parsed_then_value_error(text):
     with pytest.raises(ValueError):
@@ -210,6 +217,17 @@ def test_given_bad_json_value_when_converted_then_field_value_error(field, value
     assert caught.value.status_code == code
     assert message in caught.value.message
     assert str(caught.value) == caught.value.message
+
+
+@pytest.mark.parametrize("value", [10**18, -(10**19), 10**30, 1e300])
+def test_given_int_beyond_18_digits_when_field_has_no_precision_then_out_of_range(value):
+    unbounded = FieldDef("Count__c", "int", "Count")
+
+    with pytest.raises(FieldValueError) as failure:
+        sqlite_value_from_json(unbounded, value)
+
+    assert failure.value.status_code == "NUMBER_OUTSIDE_VALID_RANGE"
+    assert sqlite_value_from_json(unbounded, 10**18 - 1) == 10**18 - 1
 
 
 def test_given_field_value_error_without_code_when_raised_then_invalid_type_on_field():
