@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Dialect, Numeric
@@ -81,3 +83,71 @@ class ScaledDecimal(TypeDecorator[Decimal]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.precision}, {self.scale})"
+
+
+class BindForm(StrEnum):
+    """The form in which a column's values are handed to the database driver."""
+
+    VALUE = "value"
+    """The Python value itself (the driver adapts it)."""
+    UTC_TEXT = "utc_text"
+    """An aware datetime as naive UTC text, ``YYYY-MM-DD HH:MM:SS.ffffff`` (SQLite)."""
+    DATE_TEXT = "date_text"
+    """A date as ``YYYY-MM-DD`` text (SQLite)."""
+    SCALED_INT = "scaled_int"
+    """A decimal as an integer count of ``10**-scale`` (:class:`ScaledDecimal` on SQLite)."""
+    NUMERIC = "numeric"
+    """A decimal for a ``numeric(precision, scale)`` column (PostgreSQL): a Decimal, or a
+    number whose text the server reads exactly at the column's scale."""
+
+
+@dataclass(frozen=True)
+class Bind:
+    """How one column's values reach the driver: what a bulk write binds.
+
+    The same storage as the column type's own SQLAlchemy bind processing, computed
+    without it, so that pages of rows can go straight to the driver.
+
+    Attributes:
+        form: the driver-side form.
+        scale: digits after the point, for decimal forms.
+    """
+
+    form: BindForm = BindForm.VALUE
+    scale: int = 0
+
+    def adapt(self, value: Any) -> Any:
+        """``value`` (as the column type takes it) in this form; None stays None.
+
+        Raises:
+            ValueError: a naive datetime (billing-sync stores UTC only).
+        """
+        if value is None:
+            return None
+        form = self.form
+        if form is BindForm.UTC_TEXT:
+            return utc_text(value)
+        if form is BindForm.DATE_TEXT:
+            return value.isoformat()
+        if form is BindForm.SCALED_INT:
+            if type(value) is not Decimal:
+                value = Decimal(str(value))
+            return int(value.quantize(Decimal(1).scaleb(-self.scale)).scaleb(self.scale))
+        return value
+
+
+VALUE = Bind()
+
+
+def utc_text(value: dt.datetime) -> str:
+    """:class:`UTCDateTime`'s SQLite storage of an aware datetime (naive UTC text).
+
+    Raises:
+        ValueError: ``value`` is naive.
+    """
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: billing-sync stores UTC only")
+        value = value.astimezone(UTC)
+    # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" without the offset
+    return value.isoformat(" ", "microseconds")[:26]

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from typing import Any
 
 import uvicorn
 from sqlalchemy import Engine
 
+from sync.http_server import ThreadedServer
 from sync.portal.app import create_app
 from sync.settings import Settings
 
@@ -66,9 +64,7 @@ class PortalServer:
         self.port = port
         self.app = app if app is not None else create_app(settings, engine, **app_options)
         self.url: str | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._http: ThreadedServer | None = None
 
     def start(self, timeout: float = 15.0) -> str:
         """Start serving; returns the base URL such as ``http://127.0.0.1:PORT``.
@@ -76,46 +72,23 @@ class PortalServer:
         Raises:
             RuntimeError: the server did not come up within ``timeout`` seconds.
         """
-        if self._thread is not None:
+        if self._http is not None:
             raise RuntimeError("the portal server is already running")
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        sock.set_inheritable(True)
-        self._socket = sock
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(_config(self.app, self.host, port))
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="portal-server", daemon=True
+        self._http = ThreadedServer(
+            _config(self.app, self.host, self.port), self.host, self.port, name="portal-server"
         )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the portal server did not start")
-            time.sleep(0.02)
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.url = f"http://{host}:{port}"
+        try:
+            self.url = self._http.start(timeout)
+        except RuntimeError:
+            self._http = None
+            raise
         return self.url
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving and wait for the server thread to finish."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = None
-        self._thread = None
-        self._socket = None
+        if self._http is not None:
+            self._http.stop(timeout)
+        self._http = None
         self.url = None
 
     def __enter__(self) -> PortalServer:

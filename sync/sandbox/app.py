@@ -22,7 +22,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -270,6 +270,11 @@ def create_app(sandbox: Sandbox) -> Starlette:
         return _error(sandbox, ApiError(status, "UNKNOWN_EXCEPTION", str(exc)))
 
     async def server_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ClientDisconnect):
+            # The client went away mid-request (a killed sync, a timeout): nobody is
+            # left to answer, and it is no fault of the sandbox's.
+            log.info("client disconnected: %s %s", request.method, request.url.path)
+            return Response(status_code=499)
         log.error("sandbox request failed: %s %s", request.method, request.url.path, exc_info=exc)
         sandbox.stats.record_unhandled(
             f"{request.method} {request.url.path}: {type(exc).__name__}: {exc}"[:500]

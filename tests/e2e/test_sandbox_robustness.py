@@ -6,6 +6,8 @@ sandbox's count of unexpected exceptions must be zero (``/_sandbox/stats``).
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -462,3 +464,22 @@ def test_given_unexpected_exception_when_serving_then_counted_for_tests(server, 
     assert response.json()[0]["errorCode"] == "UNKNOWN_EXCEPTION"
     assert stats["unhandled_errors"] == 1
     assert stats["recent_unhandled"] == ["GET /services/data/v59.0/limits: RuntimeError: boom"]
+
+
+def test_given_client_gone_mid_body_when_serving_then_not_counted_as_sandbox_fault(server):
+    api = Api(server.url)
+    host, port = server.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /services/data/v{VERSION}/sobjects/Account HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\nAuthorization: {api.http.headers['Authorization']}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + b'{"Name": "half a bo')
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        stats = requests.get(f"{server.url}/_sandbox/stats", timeout=10).json()
+        time.sleep(0.1)
+    assert stats["unhandled_errors"] == 0, stats["recent_unhandled"]
+    assert api.call("GET", "limits").status_code == 200

@@ -6,13 +6,16 @@ errors).
 """
 
 from sync.db.repo.rows import (
+    UpsertPlan,
     dialect_insert,
     mirrored_table,
     relax_commit_wait,
     row_counts,
     stream_live_sfids,
     tombstone,
+    upsert_plan,
     upsert_rows,
+    upsert_values,
 )
 from sync.db.repo.state import (
     ERRORS,
@@ -44,6 +47,7 @@ __all__ = [
     "MappingState",
     "PassRow",
     "RecordErrorRow",
+    "UpsertPlan",
     "all_states",
     "begin_pass",
     "clear_record_errors",
@@ -64,5 +68,7 @@ __all__ = [
     "set_paused",
     "stream_live_sfids",
     "tombstone",
+    "upsert_plan",
     "upsert_rows",
+    "upsert_values",
 ]

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterator, Sequence
-from decimal import Decimal
+from dataclasses import dataclass
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -37,7 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 
 from sync.db.models import MIRRORED_MODELS
-from sync.db.types import ScaledDecimal, UTCDateTime
+from sync.db.types import VALUE, Bind, BindForm, ScaledDecimal, UTCDateTime
 
 IN_CHUNK = 500
 
@@ -92,122 +91,109 @@ def _on_conflict(stmt: Any, table: Table, columns: tuple[str, ...]) -> Insert:
     return upsert
 
 
-@lru_cache(maxsize=64)
-def _sqlite_upsert(
-    dialect: Dialect, table: Table, columns: tuple[str, ...]
-) -> tuple[str, tuple[tuple[str, Any], ...]]:
-    """The upsert as driver SQL with ``?`` placeholders, and each parameter's converter.
+@dataclass(frozen=True)
+class UpsertPlan:
+    """A prepared bulk upsert into one mirrored table, for one set of columns.
 
-    Rows are bound straight through the driver (``executemany``) with the columns' own
-    bind processors applied once per value, which skips SQLAlchemy's per-row parameter
-    handling: the part of a bulk upsert that otherwise costs the most.
+    Rows are tuples of driver-ready values (see :attr:`binds`) in :attr:`columns` order:
+    they go straight to the driver, past SQLAlchemy's per-row parameter handling, which
+    is what otherwise costs the most in a bulk upsert. Build plans with
+    :func:`upsert_plan` (cached) and write with :func:`upsert_values`.
+
+    Attributes:
+        dialect: ``sqlite`` or ``postgresql``.
+        table: the mirrored table.
+        columns: every column written, in the order of a row's values.
+        binds: per column (same order), the form its values must have.
+        statements: SQLite: the upsert with ``?`` placeholders. PostgreSQL: the staging
+            table's creation, its emptying, the COPY into it and the INSERT ... SELECT.
     """
-    names = (*_SYSTEM, *columns)
-    stmt = _on_conflict(sqlite.insert(table), table, columns)
-    compiled = stmt.compile(dialect=dialect, column_keys=list(names))
-    order = compiled.positiontup or []
-    plan = tuple((name, _sqlite_processor(table.c[name].type, dialect)) for name in order)
-    return str(compiled), plan
 
+    dialect: str
+    table: Table
+    columns: tuple[str, ...]
+    binds: tuple[Bind, ...]
+    statements: tuple[str, ...]
 
-def _utc_text(value: dt.datetime | None) -> str | None:
-    """UTCDateTime's SQLite storage (naive UTC text), as SQLAlchemy's processor writes it."""
-    if value is None:
-        return None
-    if value.tzinfo is not dt.UTC:
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: billing-sync stores UTC only")
-        value = value.astimezone(dt.UTC)
-    # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" without the offset
-    return value.isoformat(" ", "microseconds")[:26]
+    @property
+    def sfid_index(self) -> int:
+        """Where a row's sfid is."""
+        return self.columns.index("sfid")
 
+    def bind_of(self, column: str) -> Bind:
+        """The form of ``column``'s values."""
+        return self.binds[self.columns.index(column)]
 
-def _scaled_int(kind: ScaledDecimal, dialect: Dialect) -> Any:
-    """ScaledDecimal's SQLite storage (an integer of hundredths, ...) for Decimals."""
-    generic = kind.process_bind_param
-    quantum = Decimal(1).scaleb(-kind.scale)
-
-    def process(value: Any) -> Any:
-        if type(value) is Decimal:
-            return int(value.quantize(quantum).scaleb(kind.scale))
-        return generic(value, dialect)
-
-    return process
-
-
-def _date_text(value: dt.date | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _sqlite_processor(kind: Any, dialect: Dialect) -> Any:
-    """The converter of one column's values to what SQLite stores (None: as is).
-
-    The same storage as SQLAlchemy's own processors, from C methods where possible:
-    binding is the costliest Python step of a bulk upsert on SQLite.
-    """
-    if isinstance(kind, UTCDateTime):
-        return _utc_text
-    if isinstance(kind, ScaledDecimal):
-        return _scaled_int(kind, dialect)
-    if isinstance(kind, Boolean):
-        return None  # sqlite3 stores True/False as 1/0 itself
-    if isinstance(kind, Date) and not isinstance(kind, DateTime):
-        return _date_text
-    return kind.dialect_impl(dialect).bind_processor(dialect)
-
-
-def _upsert_sqlite(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
-    columns = tuple(k for k in rows[0] if k not in _SYSTEM)
-    sql, plan = _sqlite_upsert(conn.dialect, table, columns)
-    getter = itemgetter(*(name for name, _ in plan))
-    converted = [
-        (i, convert)
-        for i, (name, convert) in enumerate(plan)
-        if convert is not None and name != "synced_at"
-    ]
-    # Every row of a page is stamped with the same synced_at: convert it once.
-    synced_index = next(i for i, (name, _) in enumerate(plan) if name == "synced_at")
-    synced_convert = plan[synced_index][1]
-    synced = rows[0]["synced_at"]
-    synced_value = synced_convert(synced) if synced_convert else synced
-    params = []
-    for row in rows:
-        values = list(getter(row))
-        for i, convert in converted:
-            values[i] = convert(values[i])
-        values[synced_index] = (
-            synced_value
-            if row["synced_at"] is synced
-            else (synced_convert(row["synced_at"]) if synced_convert else row["synced_at"])
+    def row(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        """A row dict (column -> value as the column type takes it) as a plan row."""
+        return tuple(
+            bind.adapt(values[name]) for name, bind in zip(self.columns, self.binds, strict=True)
         )
-        params.append(tuple(values))
-    result = conn.exec_driver_sql(sql, params)
-    return max(result.rowcount, 0)
 
 
-@lru_cache(maxsize=64)
-def _postgres_upsert(table: Table, columns: tuple[str, ...]) -> tuple[str, str, str, Insert]:
+def _bind(kind: Any, dialect: Dialect) -> Bind:
+    """The form in which the driver takes values of a column of type ``kind``."""
+    if dialect.name == "postgresql":
+        if isinstance(kind, ScaledDecimal):
+            return Bind(BindForm.NUMERIC, kind.scale)
+        return VALUE
+    if isinstance(kind, UTCDateTime):
+        return Bind(BindForm.UTC_TEXT)
+    if isinstance(kind, ScaledDecimal):
+        return Bind(BindForm.SCALED_INT, kind.scale)
+    if isinstance(kind, Date) and not isinstance(kind, DateTime):
+        return Bind(BindForm.DATE_TEXT)
+    if isinstance(kind, Boolean):
+        return VALUE  # sqlite3 stores True/False as 1/0 itself
+    if kind.dialect_impl(dialect).bind_processor(dialect) is not None:
+        raise NotImplementedError(f"no bulk binding for a {kind!r} column on SQLite")
+    return VALUE
+
+
+@lru_cache(maxsize=128)
+def upsert_plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> UpsertPlan:
+    """The bulk upsert of ``columns`` (plus the system columns) into ``table``.
+
+    Raises:
+        NotImplementedError: a database other than PostgreSQL and SQLite.
+        KeyError: a column the table does not have.
+    """
+    columns = tuple(c for c in columns if c not in _SYSTEM)
     names = (*_SYSTEM, *columns)
-    stage_name = f"billing_sync_stage_{table.name}"
-    quoted = ", ".join(f'"{n}"' for n in names)
-    create = (
-        f'CREATE TEMP TABLE IF NOT EXISTS "{stage_name}" ON COMMIT DROP AS '
-        f'SELECT {quoted} FROM "{table.name}" WITH NO DATA'
-    )
-    copy = f'COPY "{stage_name}" ({quoted}) FROM STDIN'
-    stage = sa_table(stage_name, *(sa_column(n) for n in names))
-    insert_select = _on_conflict(
-        postgresql.insert(table).from_select(list(names), select(*(stage.c[n] for n in names))),
-        table,
-        columns,
-    )
-    return create, f'TRUNCATE "{stage_name}"', copy, insert_select
+    if dialect.name == "sqlite":
+        stmt = _on_conflict(sqlite.insert(table), table, columns)
+        compiled = stmt.compile(dialect=dialect, column_keys=list(names))
+        order = tuple(compiled.positiontup or ())
+        if sorted(order) != sorted(names):
+            raise RuntimeError(f"unexpected parameters in the upsert of {table.name}: {order}")
+        statements: tuple[str, ...] = (str(compiled),)
+    elif dialect.name == "postgresql":
+        order = names
+        stage_name = f"billing_sync_stage_{table.name}"
+        quoted = ", ".join(f'"{n}"' for n in names)
+        stage = sa_table(stage_name, *(sa_column(n) for n in names))
+        insert_select = _on_conflict(
+            postgresql.insert(table).from_select(list(names), select(*(stage.c[n] for n in names))),
+            table,
+            columns,
+        )
+        statements = (
+            f'CREATE TEMP TABLE IF NOT EXISTS "{stage_name}" ON COMMIT DROP AS '
+            f'SELECT {quoted} FROM "{table.name}" WITH NO DATA',
+            f'TRUNCATE "{stage_name}"',
+            f'COPY "{stage_name}" ({quoted}) FROM STDIN',
+            str(insert_select.compile(dialect=dialect)),
+        )
+    else:
+        raise NotImplementedError(
+            f"billing-sync supports PostgreSQL and SQLite, not {dialect.name}"
+        )
+    binds = tuple(_bind(table.c[name].type, dialect) for name in order)
+    return UpsertPlan(dialect.name, table, order, binds, statements)
 
 
-def _upsert_postgres(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
-    columns = tuple(k for k in rows[0] if k not in _SYSTEM)
-    names = (*_SYSTEM, *columns)
-    create, truncate, copy_sql, insert_select = _postgres_upsert(table, columns)
+def _upsert_postgres(conn: Connection, plan: UpsertPlan, rows: Sequence[tuple[Any, ...]]) -> int:
+    create, truncate, copy_sql, insert_select = plan.statements
     # COPY into a transaction-scoped staging table, then one INSERT ... SELECT ... ON
     # CONFLICT: PostgreSQL's fastest bulk path, with the values adapted by psycopg in C.
     driver = conn.connection.driver_connection
@@ -217,32 +203,50 @@ def _upsert_postgres(conn: Connection, table: Table, rows: Sequence[dict[str, An
             cur.execute(create)
             cur.execute(truncate)
             with cur.copy(copy_sql) as copy:
+                write_row = copy.write_row
                 for row in rows:
-                    copy.write_row([row[n] for n in names])
+                    write_row(row)
     except psycopg.Error as exc:
         # Raised as SQLAlchemy raises driver errors (DataError, IntegrityError, ...).
         raise DBAPIError.instance(copy_sql, None, exc, psycopg.Error) from exc
-    result = conn.execute(insert_select)
+    result = conn.exec_driver_sql(insert_select)
     return max(result.rowcount, 0)
 
 
-def upsert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert or update ``rows`` (all with the same keys) by ``sfid``, in bulk.
+def upsert_values(conn: Connection, plan: UpsertPlan, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Insert or update plan rows (see :class:`UpsertPlan`) by ``sfid``, in bulk.
+
+    A row is rewritten only when the CRM's version is newer or a value differs; an older
+    version never overwrites a newer one.
 
     Returns:
         How many rows were inserted or changed (unchanged rows are not written).
     """
     if not rows:
         return 0
-    if len({row["sfid"] for row in rows}) != len(rows):
+    sfid = plan.sfid_index
+    if len({row[sfid] for row in rows}) != len(rows):
         # One statement may not touch a row twice; the last version of each wins.
-        rows = list({row["sfid"]: row for row in rows}.values())
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        return _upsert_sqlite(conn, table, rows)
-    if dialect == "postgresql":
-        return _upsert_postgres(conn, table, rows)
-    raise NotImplementedError(f"billing-sync supports PostgreSQL and SQLite, not {dialect}")
+        rows = list({row[sfid]: row for row in rows}.values())
+    if plan.dialect == "sqlite":
+        result = conn.exec_driver_sql(plan.statements[0], rows)
+        return max(result.rowcount, 0)
+    return _upsert_postgres(conn, plan, rows)
+
+
+def upsert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert or update ``rows`` (all with the same keys) by ``sfid``, in bulk.
+
+    The values are as the columns' types take them (aware datetimes, Decimals, ...);
+    for many pages, build the rows for :func:`upsert_values` directly instead.
+
+    Returns:
+        How many rows were inserted or changed (unchanged rows are not written).
+    """
+    if not rows:
+        return 0
+    plan = upsert_plan(conn.dialect, table, tuple(rows[0]))
+    return upsert_values(conn, plan, [plan.row(row) for row in rows])
 
 
 def relax_commit_wait(conn: Connection) -> None:
