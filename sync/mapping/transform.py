@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
+from sync.db.types import VALUE, Bind, BindForm, utc_text
 from sync.mapping.spec import ColumnType, FieldSpec, Mapping
 
 UTC = dt.UTC
@@ -221,81 +222,293 @@ def record_id(record: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _converter(spec: FieldSpec) -> Callable[[Any], Any]:
-    """A one-argument converter for ``spec``, its limits computed once."""
-    convert = _CONVERTERS[spec.type]
+_SYSTEM_COLUMNS = ("sfid", "system_modstamp", "is_deleted", "synced_at")
+# Above this magnitude (in units of the scale) a double's multiple of 10**-scale is no
+# longer certain to be the decimal the CRM meant, so the exact Decimal path is taken.
+_EXACT_SCALED = float(2**50)
+
+
+def _datetime_text(spec_name: str) -> Callable[[Any], str]:
+    """CRM datetime text -> UTCDateTime's SQLite text, for ``spec_name``'s values."""
+
+    def convert(value: Any) -> str:
+        # The REST API's own form, 2026-11-22T10:00:00.000+0000, is already UTC: its
+        # storage is a slice once fromisoformat has checked it. Any other form is parsed.
+        if (
+            type(value) is str
+            and len(value) == 28
+            and value[10] == "T"
+            and value[19] == "."
+            and value.endswith("+0000")
+        ):
+            try:
+                dt.datetime.fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                return value[:10] + " " + value[11:23] + "000"
+        if not isinstance(value, str):
+            raise ConversionError(spec_name, f"expected a datetime, got {value!r}")
+        try:
+            return utc_text(_fast_sf_datetime(value))
+        except ValueError:
+            raise ConversionError(spec_name, f"not a datetime: {value!r}") from None
+
+    return convert
+
+
+def _datetime_value(spec_name: str) -> Callable[[Any], dt.datetime]:
+    def convert(value: Any) -> dt.datetime:
+        if not isinstance(value, str):
+            raise ConversionError(spec_name, f"expected a datetime, got {value!r}")
+        try:
+            return _fast_sf_datetime(value)
+        except ValueError:
+            raise ConversionError(spec_name, f"not a datetime: {value!r}") from None
+
+    return convert
+
+
+def _decimal_bound(spec: FieldSpec, bind: Bind) -> Callable[[Any], Any]:
+    """CRM number -> the column's bound form, exact, with a fast path for plain numbers.
+
+    A JSON double whose multiple of the scale is a whole number (well inside a double's
+    exact range) is that decimal exactly: it needs no Decimal on its way to a scaled
+    integer (SQLite) or to PostgreSQL (which reads its shortest text at the column's
+    scale). Everything else takes :func:`_to_decimal`'s path.
+    """
+    limits = _decimal_limits(spec)
+    adapt = bind.adapt
+
+    def general(value: Any) -> Any:
+        return adapt(_to_decimal(spec, value, limits))
+
+    if (
+        spec.scale is None
+        or spec.scale != bind.scale
+        or bind.form
+        not in (
+            BindForm.SCALED_INT,
+            BindForm.NUMERIC,
+        )
+    ):
+        return general
+    factor = 10**spec.scale
+    cap = float(min(10**spec.precision, 2**50)) if spec.precision else _EXACT_SCALED
+    whole_cap = 10 ** (spec.precision - spec.scale) if spec.precision else 1 << 62
+    scaled = bind.form is BindForm.SCALED_INT
+
+    def convert(value: Any) -> Any:
+        kind = type(value)
+        if kind is float:
+            units = value * factor
+            if units.is_integer() and -cap < units < cap:
+                return int(units) if scaled else value
+        elif kind is int and -whole_cap < value < whole_cap:
+            return value * factor if scaled else value
+        return general(value)
+
+    return convert
+
+
+def _date_bound(spec: FieldSpec, bind: Bind) -> Callable[[Any], Any]:
+    if bind.form is not BindForm.DATE_TEXT:
+        return lambda value: bind.adapt(_to_date(spec, value))
+
+    def convert(value: Any) -> Any:
+        if type(value) is str and len(value) == 10 and value[4] == "-" and value[7] == "-":
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                return value  # YYYY-MM-DD: already the stored text
+        return _to_date(spec, value).isoformat()
+
+    return convert
+
+
+def _bound_converter(spec: FieldSpec, bind: Bind) -> Callable[[Any], Any]:
+    """A converter of non-null CRM values straight to ``bind``'s form."""
     if spec.type is ColumnType.DECIMAL:
-        limits = _decimal_limits(spec)
+        return _decimal_bound(spec, bind)
+    if spec.type is ColumnType.DATE:
+        return _date_bound(spec, bind)
+    if spec.type is ColumnType.DATETIME:
+        if bind.form is BindForm.UTC_TEXT:
+            return _datetime_text(spec.crm_name)
+        return _datetime_value(spec.crm_name)
+    convert = _CONVERTERS[spec.type]
+    adapt = bind.adapt
+    if bind.form is BindForm.VALUE:
+        return lambda value: convert(spec, value)
+    return lambda value: adapt(convert(spec, value))
 
-        def decimal(value: Any) -> Any:
-            return _to_decimal(spec, value, limits)
 
-        return decimal
-
-    def other(value: Any) -> Any:
-        return convert(spec, value)
-
-    return other
+def _not_an_id(value: Any) -> str:
+    raise ConversionError("Id", f"not a record Id: {value!r}")
 
 
 class RowBuilder:
-    """Converts the records of one mapping; build it once per pass, use it per record."""
+    """Converts the records of one mapping into rows; build it once, use it per record.
 
-    def __init__(self, mapping: Mapping) -> None:
+    A row is a tuple of values in :attr:`columns` order: the system columns and the
+    mapped ones. By default values are as the column types take them (str, bool, int,
+    Decimal, date, aware UTC datetime); given ``binds``, each column's value is produced
+    directly in the form the database driver takes (see :class:`~sync.db.types.Bind`),
+    with no intermediate objects for the common cases. Either way every value is checked
+    as :func:`convert_value` checks it, and a bad one raises :class:`ConversionError`.
+
+    The per-record work is one function generated for the mapping (as
+    :mod:`dataclasses` generates methods): field lookups, type checks and the fast paths
+    inline, the rarer conversions as calls.
+    """
+
+    def __init__(
+        self,
+        mapping: Mapping,
+        *,
+        columns: Sequence[str] | None = None,
+        binds: Sequence[Bind] | None = None,
+    ) -> None:
+        """Prepare the conversion of ``mapping``'s records.
+
+        Args:
+            mapping: the mapping.
+            columns: the order of a row's values (default: system columns, then the
+                mapping's in field order); exactly the system and mapped columns.
+            binds: per column in ``columns`` order, its driver form (default: values as
+                the column types take them).
+
+        Raises:
+            ValueError: ``columns`` are not the mapping's, or ``binds`` do not match.
+        """
         self.mapping = mapping
-        # Text columns take a plain fast path: a str within the column's length as is.
-        self._fields = tuple(
-            (
-                f.column,
-                f.crm_name,
-                _converter(f),
-                f.type in (ColumnType.STRING, ColumnType.TEXT),
-                f.max_length if f.max_length is not None else 1 << 62,
-            )
-            for f in mapping.fields
+        expected = (*_SYSTEM_COLUMNS, *mapping.columns)
+        self.columns: tuple[str, ...] = tuple(columns) if columns is not None else expected
+        if sorted(self.columns) != sorted(expected):
+            raise ValueError(f"columns {self.columns} are not those of mapping {mapping.name}")
+        bind_list = tuple(binds) if binds is not None else (VALUE,) * len(self.columns)
+        if len(bind_list) != len(self.columns):
+            raise ValueError("one bind per column is needed")
+        self.binds = dict(zip(self.columns, bind_list, strict=True))
+        self.sfid_index = self.columns.index("sfid")
+        self.modstamp_index = self.columns.index("system_modstamp")
+        self._stamp_text = self.binds["system_modstamp"].form is BindForm.UTC_TEXT
+        self._convert = self._compile()
+        self._names = ("Id", "SystemModstamp", *(f.crm_name for f in mapping.fields))
+
+    def _compile(self) -> Callable[[dict[str, Any], Any], tuple[Any, ...]]:
+        # Only literals made with repr() and generated identifiers enter the source;
+        # the converters are passed in as default arguments (fast local lookups).
+        helpers: dict[str, Any] = {"_not_an_id": _not_an_id}
+        stamp = self.binds["system_modstamp"]
+        helpers["_stamp"] = (
+            _datetime_text("SystemModstamp")
+            if stamp.form is BindForm.UTC_TEXT
+            else _datetime_value("SystemModstamp")
         )
+        body = [
+            "    sfid = record['Id']",
+            "    if not (type(sfid) is str and len(sfid) in (15, 18) and sfid.isascii()"
+            " and sfid.isalnum()):",
+            "        _not_an_id(sfid)",
+            "    stamp = _stamp(record['SystemModstamp'])",
+            "    deleted = record.get('IsDeleted', False) is True",
+        ]
+        values = {
+            "sfid": "sfid",
+            "system_modstamp": "stamp",
+            "is_deleted": "deleted",
+            "synced_at": "synced",
+        }
+        for i, spec in enumerate(self.mapping.fields):
+            var, conv = f"v{i}", f"_c{i}"
+            bind = self.binds[spec.column]
+            body.append(f"    {var} = record[{spec.crm_name!r}]")
+            kind = spec.type
+            if kind in (ColumnType.STRING, ColumnType.TEXT) and bind.form is BindForm.VALUE:
+                limit = spec.max_length if spec.max_length is not None else 1 << 62
+                test = f"type({var}) is not str or len({var}) > {limit!r} or '\\x00' in {var}"
+            elif kind is ColumnType.SFID and bind.form is BindForm.VALUE:
+                test = (
+                    f"not (type({var}) is str and len({var}) in (15, 18) and {var}.isascii()"
+                    f" and {var}.isalnum())"
+                )
+            elif kind is ColumnType.BOOLEAN and bind.form is BindForm.VALUE:
+                test = f"type({var}) is not bool"
+            elif kind is ColumnType.INTEGER and bind.form is BindForm.VALUE:
+                test = f"type({var}) is not int"
+            else:
+                test = "True"
+            helpers[conv] = _bound_converter(spec, bind)
+            body.append(f"    if {var} is not None and ({test}):")
+            body.append(f"        {var} = {conv}({var})")
+            values[spec.column] = var
+        body.append(f"    return ({', '.join(values[c] for c in self.columns)},)")
+        params = ", ".join(f"{name}={name}" for name in helpers)
+        source = "\n".join([f"def convert(record, synced, *, {params}):", *body])
+        namespace: dict[str, Any] = {}
+        exec(compile(source, f"<row converter of {self.mapping.name}>", "exec"), helpers, namespace)  # noqa: S102
+        convert: Callable[[dict[str, Any], Any], tuple[Any, ...]] = namespace["convert"]
+        return convert
+
+    def bind_synced(self, synced_at: dt.datetime) -> Any:
+        """``synced_at`` as :meth:`values` takes it (convert it once per page)."""
+        return self.binds["synced_at"].adapt(synced_at)
+
+    def values(self, record: dict[str, Any], synced: Any) -> tuple[Any, ...]:
+        """The row of ``record``, ``synced`` (from :meth:`bind_synced`) as its synced_at.
+
+        Raises:
+            ConversionError: the record lacks a field or a value cannot be stored.
+        """
+        try:
+            return self._convert(record, synced)
+        except KeyError:
+            return self._convert(self._canonical(record), synced)
+
+    def _canonical(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with the mapping's spelling of each field (CRM names ignore case).
+
+        Raises:
+            ConversionError: a field is missing.
+        """
+        canonical: dict[str, Any] = {}
+        if "IsDeleted" in record:
+            canonical["IsDeleted"] = record["IsDeleted"]
+        for name in self._names:
+            try:
+                canonical[name] = _get(record, name)
+            except KeyError:
+                if name == "Id":
+                    raise ConversionError("Id", "not a record Id: None") from None
+                raise ConversionError(name, "missing from the record") from None
+        return canonical
+
+    def modstamp(self, row: tuple[Any, ...]) -> dt.datetime:
+        """The SystemModstamp of a row made by :meth:`values`, as an aware datetime."""
+        value = row[self.modstamp_index]
+        if self._stamp_text:
+            return dt.datetime.fromisoformat(value).replace(tzinfo=UTC)
+        stamp: dt.datetime = value
+        return stamp
+
+    def newest(self, rows: Sequence[tuple[Any, ...]]) -> dt.datetime | None:
+        """The newest SystemModstamp of ``rows`` (None for no rows).
+
+        Stored text (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC) sorts as time does.
+        """
+        if not rows:
+            return None
+        index = self.modstamp_index
+        return self.modstamp(max(rows, key=lambda row: row[index]))
 
     def row(self, record: dict[str, Any], synced_at: dt.datetime) -> dict[str, Any]:
-        """See :func:`record_to_row`."""
-        try:
-            sfid = record["Id"]
-        except KeyError:
-            sfid = record_id(record)
-        if not _is_sfid(sfid):
-            raise ConversionError("Id", f"not a record Id: {sfid!r}")
-        try:
-            modstamp_raw = record["SystemModstamp"]
-        except KeyError:
-            try:
-                modstamp_raw = _get(record, "SystemModstamp")
-            except KeyError:
-                raise ConversionError("SystemModstamp", "missing from the record") from None
-        try:
-            modstamp = _fast_sf_datetime(modstamp_raw)
-        except ValueError:
-            raise ConversionError("SystemModstamp", f"not a datetime: {modstamp_raw!r}") from None
-        row: dict[str, Any] = {
-            "sfid": sfid,
-            "system_modstamp": modstamp,
-            # `query` (not queryAll) rows have no IsDeleted: they are live
-            "is_deleted": record.get("IsDeleted", False) is True,
-            "synced_at": synced_at,
-        }
-        for column, name, convert, text, max_length in self._fields:
-            try:
-                value = record[name]
-            except KeyError:
-                try:
-                    value = _get(record, name)
-                except KeyError:
-                    raise ConversionError(name, "missing from the record") from None
-            if value is None or (
-                text and type(value) is str and len(value) <= max_length and "\x00" not in value
-            ):
-                row[column] = value
-            else:
-                row[column] = convert(value)
-        return row
+        """The row of ``record`` as a column -> value dict (see :func:`record_to_row`)."""
+        return dict(
+            zip(self.columns, self.values(record, self.bind_synced(synced_at)), strict=True)
+        )
 
 
 def record_to_row(

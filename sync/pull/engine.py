@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,16 +59,31 @@ class ConvertedPage:
     """One page of CRM records, converted.
 
     Attributes:
-        rows: the rows to upsert.
+        values: the rows to upsert, as tuples of values in ``columns`` order (in the
+            forms of the :class:`~sync.mapping.transform.RowBuilder` that made them).
+        columns: the columns of ``values``.
         failed: sfid -> reason, for records that could not be converted.
         newest: the newest SystemModstamp among all the page's records.
         unreadable: records without a usable Id (logged, cannot be recorded).
+        records: how many records the page had.
     """
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    values: list[tuple[Any, ...]] = field(default_factory=list)
+    columns: tuple[str, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)
     newest: dt.datetime | None = None
     unreadable: int = 0
+    records: int = 0
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows as column -> value dicts."""
+        return [dict(zip(self.columns, row, strict=True)) for row in self.values]
+
+    def sfids(self) -> list[str]:
+        """The sfid of each row, in order."""
+        index = self.columns.index("sfid")
+        return [row[index] for row in self.values]
 
 
 def convert_page(
@@ -78,32 +93,32 @@ def convert_page(
     builder: RowBuilder | None = None,
 ) -> ConvertedPage:
     """Convert a page of records; a record that fails is set aside, the rest proceed."""
-    page = ConvertedPage()
     builder = builder or RowBuilder(mapping)
-    newest: dt.datetime | None = None
-    rows = page.rows
+    page = ConvertedPage(columns=builder.columns, records=len(records))
+    synced = builder.bind_synced(synced_at)
+    convert = builder.values
+    rows = page.values
+    newest_failed: dt.datetime | None = None
     for record in records:
         try:
-            row = builder.row(record, synced_at)
+            rows.append(convert(record, synced))
         except ConversionError as exc:
             stamp = record.get("SystemModstamp")
             try:
                 modstamp = parse_sf_datetime(stamp) if isinstance(stamp, str) else None
             except ValueError:
                 modstamp = None
-            if modstamp is not None and (newest is None or modstamp > newest):
-                newest = modstamp
+            if modstamp is not None and (newest_failed is None or modstamp > newest_failed):
+                newest_failed = modstamp
             sfid = record_id(record)
             if sfid is None:
                 page.unreadable += 1
                 logger.error("%s: a record without an Id: %s", mapping.name, exc)
             else:
                 page.failed[sfid] = str(exc)
-            continue
-        rows.append(row)
-        modstamp = row["system_modstamp"]
-        if newest is None or modstamp > newest:
-            newest = modstamp
+    newest = builder.newest(rows)
+    if newest_failed is not None and (newest is None or newest_failed > newest):
+        newest = newest_failed
     page.newest = newest
     return page
 
@@ -118,6 +133,7 @@ class _Run:
     started: float
     api_calls_at_start: int
     error_sfids: set[str]
+    plan: repo.UpsertPlan
     builder: RowBuilder
     records: int = 0
     failed: int = 0
@@ -125,17 +141,18 @@ class _Run:
 
 
 def _write_rows_one_by_one(
-    conn: Connection, run: _Run, rows: list[dict[str, Any]]
+    conn: Connection, run: _Run, rows: list[tuple[Any, ...]]
 ) -> dict[str, str]:
     """Upsert rows each in its own savepoint; returns the ones the database refused."""
     refused: dict[str, str] = {}
+    sfid = run.plan.sfid_index
     for row in rows:
         try:
             with conn.begin_nested():
-                repo.upsert_rows(conn, run.table, [row])
+                repo.upsert_values(conn, run.plan, [row])
         except (DataError, IntegrityError) as exc:
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            refused[row["sfid"]] = f"refused by the database: {reason}"
+            refused[row[sfid]] = f"refused by the database: {reason}"
     return refused
 
 
@@ -165,16 +182,16 @@ def _write_page(
     watermark = run.watermark
     with ctx.engine.begin() as conn:
         repo.relax_commit_wait(conn)
-        rows = page.rows
         if one_by_one:
-            refused = _write_rows_one_by_one(conn, run, rows)
+            refused = _write_rows_one_by_one(conn, run, page.values)
             failed.update(refused)
-            rows = [row for row in rows if row["sfid"] not in refused]
+            sfids = [sfid for sfid in page.sfids() if sfid not in refused]
         else:
-            repo.upsert_rows(conn, run.table, rows)
+            repo.upsert_values(conn, run.plan, page.values)
+            sfids = page.sfids() if run.error_sfids else []
         if failed:
             repo.save_record_errors(conn, run.mapping.name, failed, now=now)
-        fixed = [row["sfid"] for row in rows if row["sfid"] in run.error_sfids]
+        fixed = [sfid for sfid in sfids if sfid in run.error_sfids]
         if fixed:
             repo.clear_record_errors(conn, run.mapping.name, fixed)
         if advance:
@@ -206,20 +223,28 @@ def _read_window(ctx: SyncContext, run: _Run, progress: ProgressCallback | None)
     batch = ctx.settings.pull_batch_size
     total: int | None = None
 
-    def pages() -> Any:
-        return ctx.crm.query_pages(soql, include_deleted=True, batch_size=batch)
+    def pages() -> Iterator[tuple[int, ConvertedPage]]:
+        # Runs in the prefetch thread: each page is converted as soon as it is read (and
+        # its records dropped), so the writer only writes.
+        import os
+        for page in ctx.crm.query_pages(soql, include_deleted=True, batch_size=batch):
+            if os.environ.get("MAINCONV"):
+                yield page.total_size, page
+            else:
+                yield page.total_size, convert_page(run.mapping, page.records, ctx.now(), run.builder)
 
     with Prefetcher(pages, depth=_PREFETCH_DEPTH, name=run.mapping.name) as prefetched:
-        for page in prefetched:
+        for total_size, converted in prefetched:
+            if not isinstance(converted, ConvertedPage):
+                converted = convert_page(run.mapping, converted.records, ctx.now(), run.builder)
             if total is None:
-                total = page.total_size
-            converted = convert_page(run.mapping, page.records, ctx.now(), run.builder)
-            run.records += len(page.records)
+                total = total_size
+            run.records += converted.records
             run.failed += len(converted.failed)
             if run.error_sfids:
                 # Only failing records are remembered (memory stays bounded by pages):
                 # those read here need no fetch by Id at the end of the pass.
-                run.seen.update(r["sfid"] for r in converted.rows if r["sfid"] in run.error_sfids)
+                run.seen.update(s for s in converted.sfids() if s in run.error_sfids)
                 run.seen.update(s for s in converted.failed if s in run.error_sfids)
             _store_page(ctx, run, converted, advance=True)
             if progress is not None:
@@ -354,6 +379,7 @@ def pull_with_failure(
         )
         pass_id = repo.begin_pass(conn, name, "full" if window.full else "incremental", started_at)
         error_sfids = {e.sfid for e in repo.record_errors(conn, name)}
+    plan = repo.upsert_plan(ctx.engine.dialect, table, tuple(mapping.columns))
     run = _Run(
         mapping=mapping,
         table=table,
@@ -363,7 +389,8 @@ def pull_with_failure(
         started=time.monotonic(),
         api_calls_at_start=calls_at_start,
         error_sfids=error_sfids,
-        builder=RowBuilder(mapping),
+        plan=plan,
+        builder=RowBuilder(mapping, columns=plan.columns, binds=plan.binds),
     )
     outcome, error = Outcome.OK, None
     failure: BaseException | None = None
