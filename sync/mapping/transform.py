@@ -12,7 +12,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from operator import itemgetter
+from typing import Any, NoReturn
 
 from sync.db.types import VALUE, Bind, BindForm, utc_text
 from sync.mapping.spec import ColumnType, FieldSpec, Mapping
@@ -283,16 +284,9 @@ def _decimal_bound(spec: FieldSpec, bind: Bind) -> Callable[[Any], Any]:
     def general(value: Any) -> Any:
         return adapt(_to_decimal(spec, value, limits))
 
-    if (
-        spec.scale is None
-        or spec.scale != bind.scale
-        or bind.form
-        not in (
-            BindForm.SCALED_INT,
-            BindForm.NUMERIC,
-        )
-    ):
+    if not _exact_floats(spec, bind):
         return general
+    assert spec.scale is not None
     factor = 10**spec.scale
     cap = float(min(10**spec.precision, 2**50)) if spec.precision else _EXACT_SCALED
     whole_cap = 10 ** (spec.precision - spec.scale) if spec.precision else 1 << 62
@@ -309,6 +303,15 @@ def _decimal_bound(spec: FieldSpec, bind: Bind) -> Callable[[Any], Any]:
         return general(value)
 
     return convert
+
+
+def _exact_floats(spec: FieldSpec, bind: Bind) -> bool:
+    """Whether plain JSON numbers of ``spec`` can skip the Decimal path for ``bind``."""
+    return (
+        spec.scale is not None
+        and spec.scale == bind.scale
+        and bind.form in (BindForm.SCALED_INT, BindForm.NUMERIC)
+    )
 
 
 def _date_bound(spec: FieldSpec, bind: Bind) -> Callable[[Any], Any]:
@@ -345,7 +348,7 @@ def _bound_converter(spec: FieldSpec, bind: Bind) -> Callable[[Any], Any]:
     return lambda value: adapt(convert(spec, value))
 
 
-def _not_an_id(value: Any) -> str:
+def _not_an_id(value: Any) -> NoReturn:
     raise ConversionError("Id", f"not a record Id: {value!r}")
 
 
@@ -395,63 +398,183 @@ class RowBuilder:
         self.sfid_index = self.columns.index("sfid")
         self.modstamp_index = self.columns.index("system_modstamp")
         self._stamp_text = self.binds["system_modstamp"].form is BindForm.UTC_TEXT
-        self._convert = self._compile()
+        self._convert, self._convert_many = self._compile()
         self._names = ("Id", "SystemModstamp", *(f.crm_name for f in mapping.fields))
 
-    def _compile(self) -> Callable[[dict[str, Any], Any], tuple[Any, ...]]:
-        # Only literals made with repr() and generated identifiers enter the source;
-        # the converters are passed in as default arguments (fast local lookups).
-        helpers: dict[str, Any] = {"_not_an_id": _not_an_id}
-        stamp = self.binds["system_modstamp"]
-        helpers["_stamp"] = (
-            _datetime_text("SystemModstamp")
-            if stamp.form is BindForm.UTC_TEXT
-            else _datetime_value("SystemModstamp")
-        )
-        body = [
-            "    sfid = record['Id']",
-            "    if not (type(sfid) is str and len(sfid) in (15, 18) and sfid.isascii()"
-            " and sfid.isalnum()):",
-            "        _not_an_id(sfid)",
-            "    stamp = _stamp(record['SystemModstamp'])",
-            "    deleted = record.get('IsDeleted', False) is True",
-        ]
-        values = {
+    def _field_lines(
+        self,
+        var: str,
+        source: str,
+        spec_name: str,
+        kind: ColumnType,
+        bind: Bind,
+        spec: FieldSpec | None,
+        helpers: dict[str, Any],
+        *,
+        inline: bool,
+    ) -> list[str]:
+        """Source lines that set ``var`` to the bound value of ``source`` (an expression).
+
+        With ``inline``, the common cases are checked in line and a malformed value may
+        raise a bare ValueError: the caller then converts the record again without
+        ``inline``, which raises the :class:`ConversionError` that names the field.
+        """
+        conv = f"_c_{var}"
+        lines = [f"{var} = {source}"]
+        form = bind.form
+        if kind is ColumnType.DATETIME:
+            helpers[conv] = (
+                _datetime_text(spec_name)
+                if form is BindForm.UTC_TEXT
+                else _datetime_value(spec_name)
+            )
+            if not inline:
+                return [*lines, f"if {var} is not None:", f"    {var} = {conv}({var})"]
+            # The REST API's own form, 2026-11-22T10:00:00.000+0000, is UTC already.
+            canonical = (
+                f"type({var}) is str and len({var}) == 28 and {var}[10] == 'T'"
+                f" and {var}[19] == '.' and {var}.endswith('+0000')"
+            )
+            fast = (
+                [
+                    f"    _datetime_from({var})",
+                    f"    {var} = {var}[:10] + ' ' + {var}[11:23] + '000'",
+                ]
+                if form is BindForm.UTC_TEXT
+                else [f"    {var} = _datetime_from({var}).astimezone(_UTC)"]
+            )
+            return [
+                *lines,
+                f"if {canonical}:",
+                *fast,
+                f"elif {var} is not None:",
+                f"    {var} = {conv}({var})",
+            ]
+        assert spec is not None
+        helpers[conv] = _bound_converter(spec, bind)
+        if form is BindForm.VALUE and kind in (ColumnType.STRING, ColumnType.TEXT):
+            limit = spec.max_length if spec.max_length is not None else 1 << 62
+            test = f"type({var}) is not str or len({var}) > {limit!r} or '\\x00' in {var}"
+        elif form is BindForm.VALUE and kind is ColumnType.SFID:
+            test = (
+                f"not (type({var}) is str and len({var}) in (15, 18) and {var}.isascii()"
+                f" and {var}.isalnum())"
+            )
+        elif form is BindForm.VALUE and kind is ColumnType.BOOLEAN:
+            test = f"type({var}) is not bool"
+        elif form is BindForm.VALUE and kind is ColumnType.INTEGER:
+            test = f"type({var}) is not int"
+        elif inline and kind is ColumnType.DECIMAL and _exact_floats(spec, bind):
+            assert spec.scale is not None
+            factor = float(10**spec.scale)
+            cap = float(min(10**spec.precision, 2**50)) if spec.precision else _EXACT_SCALED
+            units = f"_u_{var}"
+            keep = f"int({units})" if form is BindForm.SCALED_INT else var
+            return [
+                *lines,
+                f"if type({var}) is float and ({units} := {var} * {factor!r}).is_integer()"
+                f" and {-cap!r} < {units} < {cap!r}:",
+                f"    {var} = {keep}",
+                f"elif {var} is not None:",
+                f"    {var} = {conv}({var})",
+            ]
+        elif inline and kind is ColumnType.DATE and form is BindForm.DATE_TEXT:
+            return [
+                *lines,
+                f"if type({var}) is str and len({var}) == 10 and {var}[4] == '-'"
+                f" and {var}[7] == '-':",
+                f"    _date_from({var})",
+                f"elif {var} is not None:",
+                f"    {var} = {conv}({var})",
+            ]
+        else:
+            test = "True"
+        return [*lines, f"if {var} is not None and ({test}):", f"    {var} = {conv}({var})"]
+
+    def _compile(
+        self,
+    ) -> tuple[Callable[..., tuple[Any, ...]], Callable[..., list[tuple[Any, ...]]]]:
+        """Generate the record converter and the page converter of the mapping.
+
+        Only literals made with repr() and generated identifiers enter the source; the
+        helpers are passed in as default arguments (fast local lookups).
+        """
+        helpers: dict[str, Any] = {
+            "_not_an_id": _not_an_id,
+            "_datetime_from": dt.datetime.fromisoformat,
+            "_date_from": dt.date.fromisoformat,
+            "_UTC": UTC,
+        }
+
+        def body(*, inline: bool) -> list[str]:
+            lines = [
+                "sfid = record['Id']",
+                "if not (type(sfid) is str and len(sfid) in (15, 18) and sfid.isascii()"
+                " and sfid.isalnum()):",
+                "    _not_an_id(sfid)",
+                *self._field_lines(
+                    "stamp",
+                    "record['SystemModstamp']",
+                    "SystemModstamp",
+                    ColumnType.DATETIME,
+                    self.binds["system_modstamp"],
+                    None,
+                    helpers,
+                    inline=inline,
+                ),
+                "if stamp is None:",
+                "    _c_stamp(stamp)",
+                "deleted = record.get('IsDeleted', False) is True",
+            ]
+            for i, spec in enumerate(self.mapping.fields):
+                lines += self._field_lines(
+                    f"v{i}",
+                    f"record[{spec.crm_name!r}]",
+                    spec.crm_name,
+                    spec.type,
+                    self.binds[spec.column],
+                    spec,
+                    helpers,
+                    inline=inline,
+                )
+            return lines
+
+        names = {
             "sfid": "sfid",
             "system_modstamp": "stamp",
             "is_deleted": "deleted",
             "synced_at": "synced",
         }
-        for i, spec in enumerate(self.mapping.fields):
-            var, conv = f"v{i}", f"_c{i}"
-            bind = self.binds[spec.column]
-            body.append(f"    {var} = record[{spec.crm_name!r}]")
-            kind = spec.type
-            if kind in (ColumnType.STRING, ColumnType.TEXT) and bind.form is BindForm.VALUE:
-                limit = spec.max_length if spec.max_length is not None else 1 << 62
-                test = f"type({var}) is not str or len({var}) > {limit!r} or '\\x00' in {var}"
-            elif kind is ColumnType.SFID and bind.form is BindForm.VALUE:
-                test = (
-                    f"not (type({var}) is str and len({var}) in (15, 18) and {var}.isascii()"
-                    f" and {var}.isalnum())"
-                )
-            elif kind is ColumnType.BOOLEAN and bind.form is BindForm.VALUE:
-                test = f"type({var}) is not bool"
-            elif kind is ColumnType.INTEGER and bind.form is BindForm.VALUE:
-                test = f"type({var}) is not int"
-            else:
-                test = "True"
-            helpers[conv] = _bound_converter(spec, bind)
-            body.append(f"    if {var} is not None and ({test}):")
-            body.append(f"        {var} = {conv}({var})")
-            values[spec.column] = var
-        body.append(f"    return ({', '.join(values[c] for c in self.columns)},)")
+        names.update({spec.column: f"v{i}" for i, spec in enumerate(self.mapping.fields)})
+        row = f"({', '.join(names[c] for c in self.columns)},)"
+        one = body(inline=False)
+        many = body(inline=True)
         params = ", ".join(f"{name}={name}" for name in helpers)
-        source = "\n".join([f"def convert(record, synced, *, {params}):", *body])
+        source = "\n".join(
+            [
+                f"def convert_one(record, synced, *, {params}):",
+                *(f"    {line}" for line in one),
+                f"    return {row}",
+                "",
+                f"def convert_many(records, synced, fail, *, {params}):",
+                "    rows = []",
+                "    append = rows.append",
+                "    for record in records:",
+                "        try:",
+                *(f"            {line}" for line in many),
+                "        except (KeyError, ValueError):",
+                "            failed = fail(record)",
+                "            if failed is not None:",
+                "                append(failed)",
+                "            continue",
+                f"        append({row})",
+                "    return rows",
+            ]
+        )
         namespace: dict[str, Any] = {}
-        exec(compile(source, f"<row converter of {self.mapping.name}>", "exec"), helpers, namespace)  # noqa: S102
-        convert: Callable[[dict[str, Any], Any], tuple[Any, ...]] = namespace["convert"]
-        return convert
+        code = compile(source, f"<row converters of mapping {self.mapping.name}>", "exec")
+        exec(code, dict(helpers), namespace)  # noqa: S102
+        return namespace["convert_one"], namespace["convert_many"]
 
     def bind_synced(self, synced_at: dt.datetime) -> Any:
         """``synced_at`` as :meth:`values` takes it (convert it once per page)."""
@@ -467,6 +590,29 @@ class RowBuilder:
             return self._convert(record, synced)
         except KeyError:
             return self._convert(self._canonical(record), synced)
+
+    def convert(
+        self, records: Iterable[dict[str, Any]], synced: Any
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[dict[str, Any], ConversionError]]]:
+        """The rows of ``records`` (as :meth:`values`), and the records that failed.
+
+        Returns:
+            The rows, in record order, and each record that could not be converted with
+            its :class:`ConversionError`.
+        """
+        failures: list[tuple[dict[str, Any], ConversionError]] = []
+        values = self.values
+
+        def fail(record: dict[str, Any]) -> tuple[Any, ...] | None:
+            # The unusual records: spelled differently, or with a value to look at closely.
+            try:
+                return values(record, synced)
+            except ConversionError as exc:
+                failures.append((record, exc))
+                return None
+
+        rows: list[tuple[Any, ...]] = self._convert_many(records, synced, fail)
+        return rows, failures
 
     def _canonical(self, record: dict[str, Any]) -> dict[str, Any]:
         """``record`` with the mapping's spelling of each field (CRM names ignore case).
@@ -501,8 +647,7 @@ class RowBuilder:
         """
         if not rows:
             return None
-        index = self.modstamp_index
-        return self.modstamp(max(rows, key=lambda row: row[index]))
+        return self.modstamp(max(rows, key=itemgetter(self.modstamp_index)))
 
     def row(self, record: dict[str, Any], synced_at: dt.datetime) -> dict[str, Any]:
         """The row of ``record`` as a column -> value dict (see :func:`record_to_row`)."""
@@ -517,13 +662,22 @@ def record_to_row(
     """The local row for a CRM record of ``mapping``'s object.
 
     The row has every mapped column plus ``sfid``, ``system_modstamp``, ``is_deleted``
-    (queryAll's IsDeleted: a tombstone) and ``synced_at``. For many records, build a
-    :class:`RowBuilder` once instead.
+    (queryAll's IsDeleted: a tombstone) and ``synced_at``. For many records, use a
+    :class:`RowBuilder` (:meth:`RowBuilder.convert`) instead.
 
     Raises:
         ConversionError: the record lacks a field or a value cannot be stored.
     """
-    return RowBuilder(mapping).row(record, synced_at)
+    return row_builder(mapping).row(record, synced_at)
+
+
+@lru_cache(maxsize=64)
+def row_builder(mapping: Mapping) -> RowBuilder:
+    """The :class:`RowBuilder` of ``mapping`` with values as the column types take them.
+
+    Cached: building one generates its conversion code.
+    """
+    return RowBuilder(mapping)
 
 
 def value_to_crm(spec: FieldSpec, value: Any) -> Any:

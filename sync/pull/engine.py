@@ -5,7 +5,8 @@ written), records that failed to convert are recorded, and the watermark moves t
 newest SystemModstamp of the page. A process killed at any instant therefore leaves the
 rows and the watermark consistent, and the next pass re-reads from the watermark (minus
 the lookback) without losing or duplicating anything. The next page is fetched while the
-current one is stored (:class:`~sync.pull.pages.Prefetcher`).
+current one is stored (:class:`~sync.pull.pages.Prefetcher`); a page is converted by the
+fetching thread when the writer is busy, else by the writer.
 
 Records that failed to convert are read again by Id on later passes (with a backoff,
 see :func:`sync.pull.window.retry_due`), and by the normal window whenever they change
@@ -33,7 +34,7 @@ from sync.crm.errors import (
 from sync.crm.soql import and_, id_in, modstamp_window, select
 from sync.db import repo
 from sync.mapping.spec import Mapping
-from sync.mapping.transform import ConversionError, RowBuilder, parse_sf_datetime, record_id
+from sync.mapping.transform import RowBuilder, parse_sf_datetime, record_id, row_builder
 from sync.pull.idle import (
     RETRY_BASE,
     RETRY_CAP,
@@ -52,6 +53,8 @@ ProgressCallback = Callable[[Progress], None]
 _IDS_PER_QUERY = 200
 # Pages waiting in memory while the current one is stored.
 _PREFETCH_DEPTH = 2
+# Seconds between updates of a running pass's counters in the pass history.
+_PROGRESS_EVERY = 1.0
 
 
 @dataclass
@@ -93,29 +96,24 @@ def convert_page(
     builder: RowBuilder | None = None,
 ) -> ConvertedPage:
     """Convert a page of records; a record that fails is set aside, the rest proceed."""
-    builder = builder or RowBuilder(mapping)
-    page = ConvertedPage(columns=builder.columns, records=len(records))
-    synced = builder.bind_synced(synced_at)
-    convert = builder.values
-    rows = page.values
+    builder = builder or row_builder(mapping)
+    rows, failures = builder.convert(records, builder.bind_synced(synced_at))
+    page = ConvertedPage(values=rows, columns=builder.columns, records=len(records))
     newest_failed: dt.datetime | None = None
-    for record in records:
+    for record, exc in failures:
+        stamp = record.get("SystemModstamp")
         try:
-            rows.append(convert(record, synced))
-        except ConversionError as exc:
-            stamp = record.get("SystemModstamp")
-            try:
-                modstamp = parse_sf_datetime(stamp) if isinstance(stamp, str) else None
-            except ValueError:
-                modstamp = None
-            if modstamp is not None and (newest_failed is None or modstamp > newest_failed):
-                newest_failed = modstamp
-            sfid = record_id(record)
-            if sfid is None:
-                page.unreadable += 1
-                logger.error("%s: a record without an Id: %s", mapping.name, exc)
-            else:
-                page.failed[sfid] = str(exc)
+            modstamp = parse_sf_datetime(stamp) if isinstance(stamp, str) else None
+        except ValueError:
+            modstamp = None
+        if modstamp is not None and (newest_failed is None or modstamp > newest_failed):
+            newest_failed = modstamp
+        sfid = record_id(record)
+        if sfid is None:
+            page.unreadable += 1
+            logger.error("%s: a record without an Id: %s", mapping.name, exc)
+        else:
+            page.failed[sfid] = str(exc)
     newest = builder.newest(rows)
     if newest_failed is not None and (newest is None or newest_failed > newest):
         newest = newest_failed
@@ -138,6 +136,7 @@ class _Run:
     records: int = 0
     failed: int = 0
     seen: set[str] = field(default_factory=set)  # failing records read by this pass
+    progress_saved: float = -_PROGRESS_EVERY  # monotonic time of the last pass_progress
 
 
 def _write_rows_one_by_one(
@@ -198,9 +197,13 @@ def _write_page(
             watermark = advance_watermark(run.watermark, page.newest, run.window)
             if watermark != run.watermark:
                 repo.save_state(conn, run.mapping.name, now, watermark=watermark)
-        repo.pass_progress(
-            conn, run.pass_id, run.records, ctx.crm.api_calls - run.api_calls_at_start
-        )
+        clock = time.monotonic()
+        if clock - run.progress_saved >= _PROGRESS_EVERY:
+            # The running pass's counters, for `status`: once a second is enough.
+            repo.pass_progress(
+                conn, run.pass_id, run.records, ctx.crm.api_calls - run.api_calls_at_start
+            )
+            run.progress_saved = clock
     # Only once committed does the pass's own view move on.
     run.error_sfids.difference_update(fixed)
     run.error_sfids.update(failed)
@@ -218,27 +221,38 @@ def window_soql(mapping: Mapping, window: Window) -> str:
     )
 
 
+@dataclass
+class _Fetched:
+    """A page as read (``records``), converted by either thread (``converted``)."""
+
+    total_size: int
+    records: list[dict[str, Any]]
+    converted: ConvertedPage | None = None
+
+
 def _read_window(ctx: SyncContext, run: _Run, progress: ProgressCallback | None) -> None:
     soql = window_soql(run.mapping, run.window)
     batch = ctx.settings.pull_batch_size
     total: int | None = None
 
-    def pages() -> Iterator[tuple[int, ConvertedPage]]:
-        # Runs in the prefetch thread: each page is converted as soon as it is read (and
-        # its records dropped), so the writer only writes.
-        import os
+    def pages() -> Iterator[_Fetched]:
         for page in ctx.crm.query_pages(soql, include_deleted=True, batch_size=batch):
-            if os.environ.get("MAINCONV"):
-                yield page.total_size, page
-            else:
-                yield page.total_size, convert_page(run.mapping, page.records, ctx.now(), run.builder)
+            yield _Fetched(page.total_size, page.records)
 
-    with Prefetcher(pages, depth=_PREFETCH_DEPTH, name=run.mapping.name) as prefetched:
-        for total_size, converted in prefetched:
-            if not isinstance(converted, ConvertedPage):
-                converted = convert_page(run.mapping, converted.records, ctx.now(), run.builder)
+    def convert(fetched: _Fetched) -> _Fetched:
+        if fetched.converted is None:
+            fetched.converted = convert_page(run.mapping, fetched.records, ctx.now(), run.builder)
+            fetched.records = []  # memory: the page is held once
+        return fetched
+
+    with Prefetcher(
+        pages, depth=_PREFETCH_DEPTH, name=run.mapping.name, prepare=convert
+    ) as prefetched:
+        for fetched in prefetched:
             if total is None:
-                total = total_size
+                total = fetched.total_size
+            converted = convert(fetched).converted
+            assert converted is not None
             run.records += converted.records
             run.failed += len(converted.failed)
             if run.error_sfids:

@@ -5,6 +5,10 @@ stores each page as it arrives. At most ``depth`` pages wait in the queue, plus 
 being fetched and the one being stored, so memory stays bounded by a few pages whatever
 the volume. An exception in the producer is raised in the consumer at the point of the
 page that failed; closing the consumer stops the producer.
+
+Work that either side may do (converting a page) goes to the side that has time: the
+producer does it while the consumer is still busy with an earlier page, otherwise it
+hands the page over as is and fetches the next one at once.
 """
 
 from __future__ import annotations
@@ -31,11 +35,29 @@ class Prefetcher(Generic[T]):
     """
 
     def __init__(
-        self, source: Callable[[], Iterator[T]], *, depth: int = 2, name: str = ""
+        self,
+        source: Callable[[], Iterator[T]],
+        *,
+        depth: int = 2,
+        name: str = "",
+        prepare: Callable[[T], T] | None = None,
     ) -> None:
+        """Set up the producer (started by ``with``).
+
+        Args:
+            source: makes the iterator to run in the producer thread.
+            depth: items waiting in the queue at most.
+            name: names the thread.
+            prepare: work on an item that the producer does when the consumer is busy
+                with an earlier one (the consumer does what was left undone).
+
+        Raises:
+            ValueError: depth below 1.
+        """
         if depth < 1:
             raise ValueError("depth must be at least 1")
         self._source = source
+        self._prepare = prepare
         self._queue: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -55,6 +77,10 @@ class Prefetcher(Generic[T]):
     def _run(self) -> None:
         try:
             for page in self._source():
+                if self._prepare is not None and not self._queue.empty():
+                    # The consumer has not taken the previous page yet: this thread
+                    # has time to spare, the consumer does not.
+                    page = self._prepare(page)
                 if not self._put((_PAGE, page)):
                     return
             self._put((_DONE, None))

@@ -76,3 +76,34 @@ def test_given_ids_out_of_byte_order_when_checked_then_refused():
 
 def test_given_ids_in_byte_order_when_checked_then_passed_through():
     assert list(ordered_ids(["001A", "001B", "001a"])) == ["001A", "001B", "001a"]
+
+
+def test_given_busy_consumer_when_prefetched_then_producer_prepares_waiting_pages():
+    def prepare(page):
+        return {**page, "prepared_by": threading.current_thread().name}
+
+    with Prefetcher(
+        lambda: ({"n": n} for n in range(4)), depth=2, name="pages", prepare=prepare
+    ) as pages:
+        received = []
+        for page in pages:
+            time.sleep(0.2)  # a slow writer: the next pages are queued meanwhile
+            received.append(page)
+
+    assert [page["n"] for page in received] == [0, 1, 2, 3]
+    # the first page finds an empty queue; later ones find the consumer busy
+    assert "prepared_by" not in received[0]
+    assert {page.get("prepared_by") for page in received[2:]} == {"prefetch-pages"}
+
+
+def test_given_idle_consumer_when_prefetched_then_pages_handed_over_unprepared():
+    prepared = []
+
+    def source():
+        for n in range(3):
+            time.sleep(0.05)  # a slow CRM: the consumer waits for every page
+            yield n
+
+    with Prefetcher(source, prepare=lambda page: prepared.append(page) or page) as pages:
+        assert list(pages) == [0, 1, 2]
+    assert prepared == []
