@@ -47,6 +47,8 @@ from sqlalchemy import Engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import write_section  # noqa: E402
+
 from sync.crm.session import make_session  # noqa: E402
 from sync.db.engine import make_engine, upgrade  # noqa: E402
 from sync.mapping.loader import default_mappings_dir, load_mappings  # noqa: E402
@@ -570,17 +572,6 @@ def markdown(results: list[FreshnessResult], budget: BudgetResult, args: argpars
         f"({platform.machine()}), Python {platform.python_version()}.",
     ]
     return "\n".join(lines)
-
-
-def write_section(section: str) -> None:
-    current = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Freshness\n.*?(?=^## |\Z)", re.S | re.M)
-    block = section.rstrip() + "\n\n"
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: block, current, count=1)
-    else:
-        updated = current.rstrip() + "\n\n" + block
-    BENCHMARKS.write_text(updated.rstrip() + "\n")
 
 
 def main() -> int:

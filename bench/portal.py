@@ -40,6 +40,8 @@ from sqlalchemy import Engine, insert, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import write_section  # noqa: E402
+
 from sync.access import to_18_char_id  # noqa: E402
 from sync.db.engine import make_engine, upgrade  # noqa: E402
 from sync.db.models import (  # noqa: E402
@@ -340,20 +342,6 @@ def table(results: list[Result], clients: int) -> str:
             f"{r.worst:.1f} | {r.rps:.0f} | {r.load_p95:.1f} | {ok} |"
         )
     return "\n".join(lines)
-
-
-def write_section(markdown: str) -> Path:
-    """Replace (or add) the "## Portal" section of BENCHMARKS.md, keeping the others."""
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Portal\n.*?(?=^## |\Z)", re.S | re.M)
-    section = markdown.rstrip() + "\n\n"
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: section, current, count=1)
-    else:
-        updated = current.rstrip() + "\n\n" + section
-    path.write_text(updated.rstrip() + "\n")
-    return path
 
 
 def main() -> int:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from report import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -513,17 +514,6 @@ def render(report: dict[str, Any]) -> str:
         f"({platform.machine()}), Python {platform.python_version()}.",
     ]
     return "\n".join(lines)
-
-
-def write_section(section: str) -> None:
-    current = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Pull\n.*?(?=^## |\Z)", re.S | re.M)
-    block = section.rstrip() + "\n\n"
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: block, current, count=1)
-    else:
-        updated = current.rstrip() + "\n\n" + block
-    BENCHMARKS.write_text(updated.rstrip() + "\n")
 
 
 def main() -> int:

@@ -31,6 +31,8 @@ from simple_salesforce import Salesforce
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import write_section  # noqa: E402
+
 from sync.crm.session import make_session  # noqa: E402
 from sync.sandbox.schema import load_schema  # noqa: E402
 
@@ -166,17 +168,6 @@ def table(r: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def write_section(body: str) -> None:
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    section = f"## Sandbox\n\n{body}\n"
-    pattern = re.compile(r"^## Sandbox\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    BENCHMARKS.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=1000)
@@ -196,7 +187,7 @@ def main() -> int:
             f"Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} CPUs ({cpu}), "
             f"Python {platform.python_version()}."
         )
-        write_section(body)
+        write_section(f"## Sandbox\n\n{body}")
     return 0 if result["sequential_rps"] >= TARGET else 1
 
 
