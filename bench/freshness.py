@@ -52,7 +52,7 @@ from report import write_section  # noqa: E402
 from sync.crm.session import make_session  # noqa: E402
 from sync.db.engine import make_engine, upgrade  # noqa: E402
 from sync.mapping.loader import default_mappings_dir, load_mappings  # noqa: E402
-from sync.service_status import collect  # noqa: E402
+from sync.service.status import collect  # noqa: E402
 from sync.settings import Settings  # noqa: E402
 
 BIN = Path(sys.executable).parent

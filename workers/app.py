@@ -9,7 +9,7 @@ Everything comes from the settings object (environment variables ``BILLING_SYNC_
 the broker is Redis at ``BILLING_SYNC_BROKER_URL``; there is no result backend (no task
 returns anything anyone waits for). Tasks acknowledge late and are rejected back to the
 queue when their worker dies, so a crash re-runs a task instead of losing it; every task
-is idempotent (see sync/jobs.py), which is what makes that safe.
+is idempotent (see sync/service/jobs.py), which is what makes that safe.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
-from sync import heartbeats, jobs
-from sync.locks import redis_client
+from sync.service import heartbeats, jobs
+from sync.service.locks import redis_client
 from sync.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)

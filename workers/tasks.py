@@ -1,4 +1,4 @@
-"""Thin, named Celery tasks: each takes ids, calls one job in sync/jobs.py, returns nothing.
+"""Thin, named Celery tasks: each takes ids, calls one job in sync/service/jobs.py, returns nothing.
 
 Every task is idempotent, so late acknowledgement and redelivery after a crash are safe.
 Queues are assigned by name in workers/app.py's ``task_routes`` (Celery deprecates the
@@ -20,8 +20,8 @@ from typing import Any
 
 from celery import Task
 
-from sync import jobs
-from sync.locks import RedisLocks, redis_client
+from sync.service import jobs
+from sync.service.locks import RedisLocks, redis_client
 from workers.app import (
     POLL_TASK,
     PULL_QUEUE,

@@ -19,7 +19,6 @@ from typing import Any, TextIO
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync import service_status
 from sync.context import (
     SyncContext,
     check_filters,
@@ -35,6 +34,7 @@ from sync.mapping.spec import MappingError
 from sync.mapping.validate import validate_mappings
 from sync.pull import Outcome, PassResult, Progress, pull_all
 from sync.pull.window import eta, lag
+from sync.service import status as service_status
 from sync.settings import Settings, SettingsError
 
 EXIT_OK = 0

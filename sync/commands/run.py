@@ -22,11 +22,11 @@ from typing import Any
 from sync.crm.errors import CrmError
 from sync.db.engine import make_engine, upgrade
 from sync.db.repo import set_paused
-from sync.jobs import Runtime, utc_now
-from sync.locks import LocalLocks
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingError
-from sync.scheduler import InProcessScheduler
+from sync.service.jobs import Runtime, utc_now
+from sync.service.locks import LocalLocks
+from sync.service.scheduler import InProcessScheduler
 from sync.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from sync.budget import (
+from sync.service.budget import (
     BUCKET,
     DAY,
     BudgetPolicy,

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import pytest
 
 import sync.pull
-from sync import jobs
-from sync.budget import Limiter
 from sync.crm.errors import TransientCrmError
 from sync.crm.usage import ApiUsage
 from sync.db.engine import make_engine, upgrade
 from sync.db.repo import set_paused
-from sync.locks import LocalLocks
+from sync.service import jobs
+from sync.service.budget import Limiter
+from sync.service.locks import LocalLocks
 from sync.settings import Settings
 
 T0 = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)

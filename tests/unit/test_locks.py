@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from sync.locks import LocalLocks, RedisLocks, redis_client
+from sync.service.locks import LocalLocks, RedisLocks, redis_client
 
 pytestmark = pytest.mark.redis
 

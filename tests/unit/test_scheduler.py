@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from sync import jobs
-from sync.locks import LocalLocks
-from sync.scheduler import InProcessScheduler
+from sync.service import jobs
+from sync.service.locks import LocalLocks
+from sync.service.scheduler import InProcessScheduler
 from sync.settings import Settings
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from sync import heartbeats
 from sync.db import service_state
+from sync.service import heartbeats
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 

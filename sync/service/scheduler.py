@@ -1,10 +1,11 @@
 """The in-process scheduler: Celery beat and workers in one process, for `billing-sync run`.
 
 Without ``BILLING_SYNC_BROKER_URL`` there is no Redis and no Celery; this module runs
-the same jobs (sync/jobs.py) on the same schedule (:func:`sync.jobs.schedule`): a timer
-thread submits the periodic jobs to a small thread pool, the change check submits the
-pulls it queues to the same pool, and failed jobs are retried with the same bounded
-backoff the Celery tasks use. Mapping locks are threading locks (:class:`LocalLocks`).
+the same jobs (sync/service/jobs.py) on the same schedule
+(:func:`sync.service.jobs.schedule`): a timer thread submits the periodic jobs to a
+small thread pool, the change check submits the pulls it queues to the same pool, and
+failed jobs are retried with the same bounded backoff the Celery tasks use. Mapping locks
+are threading locks (:class:`LocalLocks`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sync import heartbeats, jobs
+from sync.service import heartbeats, jobs
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class InProcessScheduler:
     """Runs the periodic jobs and the pulls they queue on threads of this process.
 
     Args:
-        rt: the runtime the jobs use (its locks should be :class:`sync.locks.LocalLocks`).
+        rt: the runtime the jobs use (its locks should be :class:`sync.service.locks.LocalLocks`).
         workers: threads running jobs (one change check plus pulls in parallel).
         monotonic: the scheduler's clock (seconds); tests pass a fake one.
         heartbeat: write this process's heartbeat to the database for ``status``.

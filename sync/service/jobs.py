@@ -3,7 +3,7 @@
 A job is one unit of scheduled work: the change check (:func:`poll`), one mapping's pull
 (:func:`pull`), reconciliation (:func:`reconcile`) and the push of accepted changes
 (:func:`push`). Celery tasks (workers/tasks.py) and the in-process scheduler
-(sync/scheduler.py) are thin shells around these functions; the schedule they both
+(sync/service/scheduler.py) are thin shells around these functions; the schedule they both
 follow is :func:`schedule`.
 
 Every job is idempotent, so a redelivered or retried job is harmless: a pull starts from
@@ -28,11 +28,11 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync import budget as budget_rules
 from sync.crm.errors import CrmError
 from sync.db import service_state
 from sync.db.models import SyncState
-from sync.locks import LockProvider
+from sync.service import budget as budget_rules
+from sync.service.locks import LockProvider
 
 if TYPE_CHECKING:
     from sync.context import SyncContext

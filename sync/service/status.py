@@ -19,12 +19,12 @@ import redis
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync import budget as budget_rules
-from sync import heartbeats
 from sync.db import repo
 from sync.db.models import SyncPass
-from sync.jobs import budget_policy, read_budget
-from sync.locks import RedisLocks, redis_client
+from sync.service import budget as budget_rules
+from sync.service import heartbeats
+from sync.service.jobs import budget_policy, read_budget
+from sync.service.locks import RedisLocks, redis_client
 from sync.settings import Settings
 
 log = logging.getLogger(__name__)
