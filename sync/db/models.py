@@ -293,3 +293,102 @@ class ServiceState(Base):
     value: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# --- the write side: staged changes, the outbox of accepted change sets, the audit log --
+
+
+class StagedChange(Base):
+    """A change a Billing Admin made in the portal and has not accepted yet.
+
+    Staged per contact and account; nothing here reaches the CRM until Accept turns the
+    contact's staged changes into one :class:`ChangeSet`. ``payload`` is JSON without
+    card numbers or CVCs (a card is staged as its gateway token).
+    """
+
+    __tablename__ = "staged_changes"
+    __table_args__ = (Index("ix_staged_changes_contact_account", "contact_sfid", "account_sfid"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_sfid: Mapped[str] = mapped_column(SFID)
+    contact_sfid: Mapped[str] = mapped_column(SFID)
+    kind: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(String(80))
+    payload: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ChangeSet(Base):
+    """Changes a Billing Admin accepted by typing their name: the unit the push sends.
+
+    ``state`` follows accepted -> sending -> applied | conflict | failed | cancelled;
+    ``key`` is the stable part of every external key the push derives, so a resent set
+    upserts the same CRM records.
+    """
+
+    __tablename__ = "change_sets"
+    __table_args__ = (
+        Index("ix_change_sets_state_next", "state", "next_attempt_at"),
+        Index("ix_change_sets_account", "account_sfid", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    account_sfid: Mapped[str] = mapped_column(SFID)
+    contact_sfid: Mapped[str] = mapped_column(SFID)
+    typed_name: Mapped[str] = mapped_column(String(255))
+    terms_version: Mapped[str] = mapped_column(String(80))
+    summary: Mapped[str] = mapped_column(Text)
+    accepted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    message: Mapped[str | None] = mapped_column(Text)
+    authorization_sfid: Mapped[str | None] = mapped_column(SFID)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ChangeItem(Base):
+    """One field update or one record create of a :class:`ChangeSet`.
+
+    Values are JSON. ``old_value`` is what the admin saw; ``crm_value`` is what the CRM
+    held when the push found a conflict.
+    """
+
+    __tablename__ = "change_items"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    change_set_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    operation: Mapped[str] = mapped_column(String(20))
+    sobject: Mapped[str] = mapped_column(String(80))
+    record_sfid: Mapped[str | None] = mapped_column(SFID)
+    external_key: Mapped[str | None] = mapped_column(String(80))
+    field: Mapped[str | None] = mapped_column(String(80))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
+    crm_value: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    label: Mapped[str] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """Who did what to the write side: stage, discard, accept, push outcomes, ops actions."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(40))
+    account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    change_set_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    detail: Mapped[str | None] = mapped_column(Text)
