@@ -171,7 +171,7 @@ def service(
             "workers.app",
             "worker",
             "-Q",
-            "pull,maintenance",
+            "pull,maintenance,push",
             "-c",
             "2",
             "-n",

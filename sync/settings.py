@@ -58,6 +58,10 @@ class Settings:
     reconcile_interval: float = 3600.0
     push_interval: float = 10.0
     task_time_limit: float = 1800.0
+    # -- accepted changes (the write side)
+    terms_file: str | None = None
+    payment_gateway: str | None = None
+    push_lease: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +100,9 @@ class Settings:
             ),
             push_interval=_float(env, "BILLING_SYNC_PUSH_INTERVAL", 10.0, 0.5, 86400.0),
             task_time_limit=_float(env, "BILLING_SYNC_TASK_TIME_LIMIT", 1800.0, 10.0, 86400.0),
+            terms_file=opt("BILLING_SYNC_TERMS_FILE"),
+            payment_gateway=opt("BILLING_SYNC_PAYMENT_GATEWAY"),
+            push_lease=_float(env, "BILLING_SYNC_PUSH_LEASE", 60.0, 1.0, 3600.0),
         )
 
     def with_(self, **changes: Any) -> Settings:

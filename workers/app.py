@@ -2,7 +2,7 @@
 
 Run it with::
 
-    celery -A workers.app worker -Q pull,maintenance
+    celery -A workers.app worker -Q pull,maintenance,push
     celery -A workers.app beat
 
 Everything comes from the settings object (environment variables ``BILLING_SYNC_*``):
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 TASK_PREFIX = "billing_sync"
 PULL_QUEUE = "pull"
 MAINTENANCE_QUEUE = "maintenance"
+PUSH_QUEUE = "push"
 
 POLL_TASK = f"{TASK_PREFIX}.poll"
 PULL_TASK = f"{TASK_PREFIX}.pull_mapping"
@@ -40,7 +41,7 @@ PUSH_TASK = f"{TASK_PREFIX}.push"
 _JOB_TASKS = {
     jobs.Job.POLL: (POLL_TASK, PULL_QUEUE),
     jobs.Job.RECONCILE: (RECONCILE_TASK, MAINTENANCE_QUEUE),
-    jobs.Job.PUSH: (PUSH_TASK, MAINTENANCE_QUEUE),
+    jobs.Job.PUSH: (PUSH_TASK, PUSH_QUEUE),
 }
 
 # Used only so that importing this module (tests, `celery --help`) works without the
@@ -82,13 +83,13 @@ def make_app(settings: Settings) -> Celery:
         accept_content=["json"],
         timezone="UTC",
         enable_utc=True,
-        task_queues=(Queue(PULL_QUEUE), Queue(MAINTENANCE_QUEUE)),
+        task_queues=(Queue(PULL_QUEUE), Queue(MAINTENANCE_QUEUE), Queue(PUSH_QUEUE)),
         task_default_queue=PULL_QUEUE,
         task_routes={
             POLL_TASK: {"queue": PULL_QUEUE},
             PULL_TASK: {"queue": PULL_QUEUE},
             RECONCILE_TASK: {"queue": MAINTENANCE_QUEUE},
-            PUSH_TASK: {"queue": MAINTENANCE_QUEUE},
+            PUSH_TASK: {"queue": PUSH_QUEUE},
         },
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -168,7 +169,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     try:
         queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
     except AttributeError:
-        queues = [PULL_QUEUE, MAINTENANCE_QUEUE]
+        queues = [PULL_QUEUE, MAINTENANCE_QUEUE, PUSH_QUEUE]
     _start_heartbeat("worker", {"queues": queues, "name": getattr(sender, "hostname", "")})
 
 
@@ -199,3 +200,15 @@ def _on_worker_process_init(**_: Any) -> None:
     from workers import tasks
 
     tasks.reset_runtime()
+
+
+def send_push(celery_app: Celery = app) -> None:
+    """Queue one push pass now (the portal's Accept); the periodic push is the safety net.
+
+    A broker that cannot be reached is logged, not raised: the accepted set waits in the
+    outbox and the next scheduled push sends it.
+    """
+    try:
+        celery_app.send_task(PUSH_TASK, queue=PUSH_QUEUE, ignore_result=True)
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the sweep takes over
+        log.warning("could not queue the push (%s); the periodic push sends it", exc)

@@ -2,8 +2,8 @@
 
 Every task is idempotent, so late acknowledgement and redelivery after a crash are safe.
 Queues are assigned by name in workers/app.py's ``task_routes`` (Celery deprecates the
-``queue`` task attribute): poll and pull_mapping on "pull", reconcile and push on
-"maintenance".
+``queue`` task attribute): poll and pull_mapping on "pull", reconcile on
+"maintenance", push on "push".
 Retries are bounded (``max_retries``) with exponential backoff and jitter: an outage
 must slow the service down, not turn into a storm of retries.
 """
@@ -173,4 +173,4 @@ def reconcile(self: Task) -> None:
 @app.task(bind=True, name=PUSH_TASK, ignore_result=True, max_retries=3)
 def push(self: Task) -> None:
     """One push pass over the accepted changes waiting in the outbox."""
-    _maintenance(self, "push", jobs.push)
+    _maintenance(self, "push", lambda rt: jobs.push(rt, _enqueue_pull))

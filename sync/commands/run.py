@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 BROKER_NOTE = """\
 BILLING_SYNC_BROKER_URL is set, so background sync runs on Celery, not in this process:
-    celery -A workers.app worker -Q pull,maintenance
+    celery -A workers.app worker -Q pull,maintenance,push
     celery -A workers.app beat
 This process serves the portal only.
 """

@@ -63,6 +63,19 @@ __all__ = [
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 
 
+def unmodified_since(when: datetime) -> dict[str, str]:
+    """The ``If-Unmodified-Since`` header of a conditional update (an HTTP date).
+
+    Raises:
+        ValueError: ``when`` is naive.
+    """
+    if when.tzinfo is None:
+        raise ValueError("if_unmodified_since must be timezone-aware")
+    # HTTP dates have whole seconds; truncating can only report a conflict for a change
+    # in the same second, never miss one.
+    return {"If-Unmodified-Since": http_date(when.astimezone(UTC), usegmt=True)}
+
+
 def _check_id(record_id: str) -> str:
     if not isinstance(record_id, str) or not _RECORD_ID.match(record_id):
         raise ValueError(f"not a Salesforce record Id: {record_id!r}")
@@ -296,14 +309,7 @@ class CrmClient(CrmTransport):
             ConflictError: 412, the record changed after ``if_unmodified_since``.
             ValueError: ``if_unmodified_since`` is naive.
         """
-        headers = None
-        if if_unmodified_since is not None:
-            if if_unmodified_since.tzinfo is None:
-                raise ValueError("if_unmodified_since must be timezone-aware")
-            # HTTP dates have whole seconds; truncating can only report a conflict for a
-            # change in the same second, never miss one.
-            when = if_unmodified_since.astimezone(UTC)
-            headers = {"If-Unmodified-Since": http_date(when, usegmt=True)}
+        headers = None if if_unmodified_since is None else unmodified_since(if_unmodified_since)
         path = self.sobject_url(sobject, _check_id(record_id))
         self._request("PATCH", path, body=dict(fields), headers=headers, expect_body=False)
 

@@ -340,6 +340,7 @@ class ChangeSet(Base):
     typed_name: Mapped[str] = mapped_column(String(255))
     terms_version: Mapped[str] = mapped_column(String(80))
     summary: Mapped[str] = mapped_column(Text)
+    staged: Mapped[str] = mapped_column(Text)
     accepted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     client_ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))

@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from sync.service.locks import LockProvider
 if TYPE_CHECKING:
     from sync.context import SyncContext
     from sync.pull import PassResult
+    from sync.push import PushReport
     from sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -332,9 +333,19 @@ def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
         return PollReport(polled=True, decision=decision, error=message)
     rt.account()
     _record_poll_result(rt, None)
+    queued = queue_pulls(rt, changed, enqueue)
+    return PollReport(polled=True, decision=decision, changed=list(changed), queued=queued)
+
+
+def queue_pulls(rt: Runtime, names: Iterable[str], enqueue: Callable[[str], None]) -> list[str]:
+    """Queue a pull of each mapping in ``names`` that is neither running nor queued.
+
+    Returns:
+        The mappings queued.
+    """
     queued: list[str] = []
     ttl = rt.queue_marker_ttl()
-    for name in changed:
+    for name in names:
         if rt.locks.holder(name) is not None:
             continue
         if not rt.locks.mark_queued(name, ttl):
@@ -350,7 +361,7 @@ def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
         queued.append(name)
     if queued:
         log.info("queued pulls: %s", ", ".join(queued))
-    return PollReport(polled=True, decision=decision, changed=list(changed), queued=queued)
+    return queued
 
 
 def pull(rt: Runtime, name: str, *, full: bool = False) -> PassResult | None:
@@ -423,24 +434,23 @@ def reconcile(rt: Runtime) -> ReconcileReport:
     return ReconcileReport(results=results, skipped=skipped)
 
 
-def push(rt: Runtime) -> Any:
+def push(rt: Runtime, enqueue: Callable[[str], None] | None = None) -> PushReport:
     """Push the accepted changes waiting in the outbox to the CRM (one pass).
 
+    Args:
+        rt: the process's runtime.
+        enqueue: queues one mapping's pull; the mappings a pass wrote to are pulled at
+            once, so the portal shows CRM-confirmed values within seconds.
+
     Returns:
-        The push pass's result, or None when this installation has no push engine.
+        What the pass did.
     """
-    import importlib
+    from sync.push import push_pending
 
     try:
-        module = importlib.import_module("sync.push")
-    except ModuleNotFoundError as exc:
-        if exc.name != "sync.push":
-            raise
-        return None
-    run_pass = getattr(module, "push_pending", None)
-    if run_pass is None:
-        return None
-    try:
-        return run_pass(rt.ctx, now=rt.clock())
+        report = push_pending(rt.ctx)
     finally:
         rt.account(one_off=True)
+    if enqueue is not None and report.touched_mappings:
+        queue_pulls(rt, sorted(report.touched_mappings), enqueue)
+    return report

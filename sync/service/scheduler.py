@@ -67,6 +67,7 @@ class InProcessScheduler:
         )
         self.polls = 0
         self.pulls = 0
+        self._push_requested = False
 
     def _detail(self) -> dict[str, Any]:
         with self._mutex:
@@ -170,7 +171,22 @@ class InProcessScheduler:
             return self._poll
         if job is jobs.Job.RECONCILE:
             return lambda: self._maintenance("reconcile", jobs.reconcile, 0)
-        return lambda: self._maintenance("push", jobs.push, 0)
+        return self._push_job
+
+    def trigger_push(self) -> None:
+        """Push now (Accept in the portal): runs again after a pass already under way."""
+        with self._mutex:
+            self._push_requested = True
+        self._submit_once("push", self._push_job)
+
+    def _push_job(self) -> None:
+        while True:
+            with self._mutex:
+                self._push_requested = False
+            self._maintenance("push", lambda rt: jobs.push(rt, self.enqueue_pull), 0)
+            with self._mutex:
+                if not self._push_requested or self._stop.is_set():
+                    return
 
     def _poll(self) -> None:
         report = jobs.poll(self.rt, self.enqueue_pull)

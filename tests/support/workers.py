@@ -118,7 +118,7 @@ class Services:
                 "workers.app",
                 "worker",
                 "-Q",
-                "pull,maintenance",
+                "pull,maintenance,push",
                 "-c",
                 str(concurrency),
                 "-n",

@@ -110,7 +110,7 @@ def test_given_celery_commands_when_parsed_by_celery_then_subcommands_and_option
     for cmd in celery_commands.values():
         _celery_parses(cmd)
     worker = celery_commands["worker"]
-    assert worker[worker.index("-Q") + 1] == "pull,maintenance"
+    assert worker[worker.index("-Q") + 1] == "pull,maintenance,push"
     health = services(compose)["worker"]["healthcheck"]["test"][1]
     _celery_parses(shlex.split(health.replace("$$HOSTNAME", "host")))
 

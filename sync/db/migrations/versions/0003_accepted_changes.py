@@ -62,6 +62,7 @@ def upgrade() -> None:
     sa.Column('typed_name', sa.String(length=255), nullable=False),
     sa.Column('terms_version', sa.String(length=80), nullable=False),
     sa.Column('summary', sa.Text(), nullable=False),
+    sa.Column('staged', sa.Text(), nullable=False),
     sa.Column('accepted_at', sync.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('client_ip', sa.String(length=64), nullable=True),
     sa.Column('user_agent', sa.String(length=512), nullable=True),

@@ -1,0 +1,602 @@
+"""Staged changes and their acceptance, on the billing database.
+
+Staged changes belong to one contact and one account. :func:`accept` turns all of them
+into one change set with its items, in the caller's transaction, after checking the
+typed name; what the change set will write is planned from the *current* mirrored rows
+(:mod:`sync.changes.plan`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Table, delete, exists, insert, select, update
+
+from sync.access import ContactRef
+from sync.changes.plan import (
+    MethodState,
+    PlanError,
+    PlanInput,
+    Staged,
+    WriteTargets,
+    plan_items,
+    project_methods,
+)
+from sync.changes.rules import (
+    CardWords,
+    ChangeKind,
+    ChangeState,
+    add_card_words,
+    field_change_words,
+    make_default_words,
+    remove_words,
+    same_value,
+    summary_text,
+)
+from sync.changes.terms import Terms
+from sync.db.models import (
+    Account,
+    AccountContactRole,
+    AuditEntry,
+    ChangeItem,
+    ChangeSet,
+    Contact,
+    PaymentMethod,
+    StagedChange,
+)
+from sync.payments import CardToken
+
+_staged: Table = StagedChange.__table__  # type: ignore[assignment]
+_sets: Table = ChangeSet.__table__  # type: ignore[assignment]
+_items: Table = ChangeItem.__table__  # type: ignore[assignment]
+_audit: Table = AuditEntry.__table__  # type: ignore[assignment]
+_pm: Table = PaymentMethod.__table__  # type: ignore[assignment]
+
+#: A change set is sent as one /composite request of at most 25 subrequests: one for
+#: the authorization record, the rest for records. Staging stops before that is reached.
+MAX_STAGED = 12
+
+
+class StagingError(ValueError):
+    """A change cannot be staged or accepted; the message is for the Billing Admin."""
+
+
+class NotFoundError(LookupError):
+    """The payment method or staged change is not the account's (answered as 404)."""
+
+
+def to_json(value: Any) -> str:
+    """A change value as stored (JSON)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def from_json(text: str | None) -> Any:
+    """A stored change value."""
+    return None if text is None else json.loads(text)
+
+
+def audit(
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    now: dt.datetime,
+    account_sfid: str | None = None,
+    change_set_id: int | None = None,
+    detail: str | None = None,
+) -> None:
+    """Append one entry to the audit log (never card data)."""
+    conn.execute(
+        insert(_audit).values(
+            at=now,
+            actor=actor[:120],
+            action=action,
+            account_sfid=account_sfid,
+            change_set_id=change_set_id,
+            detail=detail,
+        )
+    )
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StagedView:
+    """A staged change as the portal lists it."""
+
+    id: int
+    kind: ChangeKind
+    target: str | None
+    payload: dict[str, Any]
+    description: str
+    created_at: dt.datetime
+
+    def as_staged(self) -> Staged:
+        """The plan's view of this change."""
+        return Staged(self.id, self.kind, self.target, self.payload, self.description)
+
+
+def list_staged(conn: Connection, contact_sfid: str, account_sfid: str) -> list[StagedView]:
+    """The contact's staged changes for the account, oldest first."""
+    rows = conn.execute(
+        select(_staged)
+        .where(_staged.c.contact_sfid == contact_sfid, _staged.c.account_sfid == account_sfid)
+        .order_by(_staged.c.id)
+    ).all()
+    return [
+        StagedView(
+            r.id, ChangeKind(r.kind), r.target, json.loads(r.payload), r.description, r.created_at
+        )
+        for r in rows
+    ]
+
+
+def mirrored_methods(conn: Connection, account_sfid: str) -> list[MethodState]:
+    """The account's live payment methods as the plan sees them."""
+    rows = conn.execute(
+        select(
+            _pm.c.sfid,
+            _pm.c.is_default,
+            _pm.c.status,
+            _pm.c.card_type,
+            _pm.c.type,
+            _pm.c.card_last_four,
+            _pm.c.card_expiration_month,
+            _pm.c.card_expiration_year,
+        )
+        .where(_pm.c.account_sfid == account_sfid, _pm.c.is_deleted.is_(False))
+        .order_by(_pm.c.sfid)
+    ).all()
+    return [
+        MethodState(
+            ref=r.sfid,
+            is_default=bool(r.is_default),
+            status=r.status,
+            words=CardWords(
+                r.card_type or r.type,
+                r.card_last_four,
+                r.card_expiration_month,
+                r.card_expiration_year,
+            ),
+        )
+        for r in rows
+    ]
+
+
+# -- staging ---------------------------------------------------------------------------
+
+
+def _insert(
+    conn: Connection,
+    contact_sfid: str,
+    account_sfid: str,
+    kind: ChangeKind,
+    target: str | None,
+    payload: dict[str, Any],
+    description: str,
+    now: dt.datetime,
+) -> None:
+    conn.execute(
+        insert(_staged).values(
+            account_sfid=account_sfid,
+            contact_sfid=contact_sfid,
+            kind=kind.value,
+            target=target,
+            payload=json.dumps(payload, sort_keys=True),
+            description=description,
+            created_at=now,
+        )
+    )
+    audit(
+        conn,
+        actor=f"contact:{contact_sfid}",
+        action="stage",
+        now=now,
+        account_sfid=account_sfid,
+        detail=description,
+    )
+
+
+def _check_room(existing: Sequence[StagedView], adding: int) -> None:
+    if len(existing) + adding > MAX_STAGED:
+        raise StagingError(
+            f"At most {MAX_STAGED} changes can be accepted together: accept or discard "
+            "the pending changes first."
+        )
+
+
+@dataclass(frozen=True)
+class FieldEdit:
+    """One account field as the admin submitted it."""
+
+    column: str
+    label: str
+    saw: Any
+    new: Any
+
+
+def stage_account_fields(
+    conn: Connection,
+    contact_sfid: str,
+    account_sfid: str,
+    edits: Sequence[FieldEdit],
+    now: dt.datetime,
+) -> int:
+    """Stage the account fields that differ from what the admin saw.
+
+    A field staged again keeps the value first seen and takes the new value; a field
+    set back to the value seen is unstaged.
+
+    Returns:
+        How many fields are now staged differently than before.
+    """
+    existing = {
+        s.target: s
+        for s in list_staged(conn, contact_sfid, account_sfid)
+        if s.kind is ChangeKind.ACCOUNT_FIELD
+    }
+    new_fields = [e for e in edits if e.column not in existing and not same_value(e.saw, e.new)]
+    _check_room(list_staged(conn, contact_sfid, account_sfid), len(new_fields))
+    changed = 0
+    for edit in edits:
+        before = existing.get(edit.column)
+        saw = before.payload["saw"] if before else edit.saw
+        if before is not None and same_value(before.payload["new"], edit.new):
+            continue
+        if before is not None:
+            conn.execute(delete(_staged).where(_staged.c.id == before.id))
+        if same_value(saw, edit.new):
+            changed += before is not None
+            continue
+        payload = {"label": edit.label, "saw": saw, "new": edit.new}
+        _insert(
+            conn,
+            contact_sfid,
+            account_sfid,
+            ChangeKind.ACCOUNT_FIELD,
+            edit.column,
+            payload,
+            field_change_words(edit.label, saw, edit.new),
+            now,
+        )
+        changed += 1
+    return changed
+
+
+def _check_plan(
+    conn: Connection, contact_sfid: str, account_sfid: str, extra: Staged | None
+) -> None:
+    staged = [s.as_staged() for s in list_staged(conn, contact_sfid, account_sfid)]
+    if extra is not None:
+        staged.append(extra)
+    try:
+        project_methods(mirrored_methods(conn, account_sfid), staged)
+    except PlanError as exc:
+        raise StagingError(str(exc)) from exc
+
+
+def stage_card(
+    conn: Connection,
+    contact_sfid: str,
+    account_sfid: str,
+    card: CardToken,
+    *,
+    is_default: bool,
+    is_one_time: bool,
+    now: dt.datetime,
+) -> None:
+    """Stage a tokenized card (the number and CVC never get here).
+
+    Raises:
+        StagingError: too many pending changes.
+    """
+    _check_room(list_staged(conn, contact_sfid, account_sfid), 1)
+    payload = {
+        "token": card.token,
+        "brand": card.brand,
+        "last_four": card.last_four,
+        "exp_month": card.exp_month,
+        "exp_year": card.exp_year,
+        "is_default": is_default,
+        "is_one_time": is_one_time,
+    }
+    words = CardWords(card.brand, card.last_four, card.exp_month, card.exp_year)
+    description = add_card_words(words, is_default=is_default, is_one_time=is_one_time)
+    _check_plan(conn, contact_sfid, account_sfid, Staged(0, ChangeKind.ADD_CARD, None, payload, ""))
+    _insert(conn, contact_sfid, account_sfid, ChangeKind.ADD_CARD, None, payload, description, now)
+
+
+def stage_method_change(
+    conn: Connection,
+    contact_sfid: str,
+    account_sfid: str,
+    kind: ChangeKind,
+    method_sfid: str,
+    now: dt.datetime,
+) -> None:
+    """Stage "Make default" or "Remove" of one of the account's payment methods.
+
+    Raises:
+        NotFoundError: the method is not a live method of the account.
+        StagingError: the change breaks a rule (e.g. removing the default method).
+    """
+    assert kind in (ChangeKind.MAKE_DEFAULT, ChangeKind.REMOVE_METHOD)
+    method = next((m for m in mirrored_methods(conn, account_sfid) if m.ref == method_sfid), None)
+    if method is None:
+        raise NotFoundError(method_sfid)
+    existing = list_staged(conn, contact_sfid, account_sfid)
+    if any(s.kind is kind and s.target == method_sfid for s in existing):
+        return
+    _check_room(existing, 1)
+    _check_plan(conn, contact_sfid, account_sfid, Staged(0, kind, method_sfid, {}, ""))
+    words = make_default_words if kind is ChangeKind.MAKE_DEFAULT else remove_words
+    _insert(conn, contact_sfid, account_sfid, kind, method_sfid, {}, words(method.words), now)
+
+
+def discard(
+    conn: Connection, contact_sfid: str, account_sfid: str, staged_id: int, now: dt.datetime
+) -> None:
+    """Discard one staged change.
+
+    Raises:
+        NotFoundError: no such staged change of this contact and account.
+    """
+    row = conn.execute(
+        select(_staged.c.description).where(
+            _staged.c.id == staged_id,
+            _staged.c.contact_sfid == contact_sfid,
+            _staged.c.account_sfid == account_sfid,
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(str(staged_id))
+    conn.execute(delete(_staged).where(_staged.c.id == staged_id))
+    audit(
+        conn,
+        actor=f"contact:{contact_sfid}",
+        action="discard",
+        now=now,
+        account_sfid=account_sfid,
+        detail=row.description,
+    )
+
+
+def drop_revoked(conn: Connection, role: str, now: dt.datetime) -> int:
+    """Drop the staged changes of contacts who are no longer Billing Admin of the account.
+
+    Returns:
+        How many staged changes were dropped.
+    """
+    acr = AccountContactRole.__table__
+    acc = Account.__table__
+    con = Contact.__table__
+    still_admin = exists().where(
+        acr.c.contact_sfid == _staged.c.contact_sfid,
+        acr.c.account_sfid == _staged.c.account_sfid,
+        acr.c.role == role,
+        acr.c.is_deleted.is_(False),
+        exists().where(acc.c.sfid == acr.c.account_sfid, acc.c.is_deleted.is_(False)),
+        exists().where(con.c.sfid == acr.c.contact_sfid, con.c.is_deleted.is_(False)),
+    )
+    rows = conn.execute(
+        select(_staged.c.id, _staged.c.contact_sfid, _staged.c.account_sfid).where(~still_admin)
+    ).all()
+    for r in rows:
+        conn.execute(delete(_staged).where(_staged.c.id == r.id))
+        audit(
+            conn,
+            actor="billing-sync",
+            action="drop_revoked",
+            now=now,
+            account_sfid=r.account_sfid,
+            detail=f"staged change {r.id} of contact {r.contact_sfid}: no longer Billing Admin",
+        )
+    return len(rows)
+
+
+# -- accepting -------------------------------------------------------------------------
+
+
+def _name_part(value: str | None) -> str:
+    return " ".join((value or "").split()).casefold()
+
+
+def name_matches(contact: ContactRef, first: str, last: str) -> bool:
+    """True when the typed names are the contact's (case and extra spaces ignored)."""
+    want_first, want_last = _name_part(contact.first_name), _name_part(contact.last_name)
+    return bool(want_last) and (_name_part(first), _name_part(last)) == (want_first, want_last)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """Who accepted, from where, under which terms."""
+
+    contact: ContactRef
+    account_sfid: str
+    first_name: str
+    last_name: str
+    terms: Terms
+    client_ip: str | None
+    user_agent: str | None
+
+
+def accept(
+    conn: Connection, acceptance: Acceptance, targets: WriteTargets, now: dt.datetime
+) -> int:
+    """Turn the contact's staged changes into one accepted change set (in ``conn``'s txn).
+
+    Returns:
+        The change set's id.
+
+    Raises:
+        StagingError: the typed name is not the contact's, nothing is staged, or the
+            staged changes no longer fit the account's payment methods.
+    """
+    contact = acceptance.contact
+    if not name_matches(contact, acceptance.first_name, acceptance.last_name):
+        raise StagingError(
+            "The first and last name must be your own, as the billing system has them: "
+            "nothing was accepted."
+        )
+    staged = list_staged(conn, contact.sfid, acceptance.account_sfid)
+    if not staged:
+        raise StagingError("There are no pending changes to accept.")
+    set_key = secrets.token_hex(10)
+    try:
+        items = plan_items(
+            PlanInput(
+                account_sfid=acceptance.account_sfid,
+                set_key=set_key,
+                targets=targets,
+                mirrored_methods=mirrored_methods(conn, acceptance.account_sfid),
+            ),
+            [s.as_staged() for s in staged],
+        )
+    except PlanError as exc:
+        raise StagingError(f"{exc} Nothing was accepted.") from exc
+    typed_name = " ".join(
+        p for p in (acceptance.first_name.strip(), acceptance.last_name.strip()) if p
+    )
+    lines = [s.description for s in staged]
+    set_id = conn.execute(
+        insert(_sets)
+        .values(
+            key=set_key,
+            account_sfid=acceptance.account_sfid,
+            contact_sfid=contact.sfid,
+            typed_name=typed_name,
+            terms_version=acceptance.terms.version,
+            summary=summary_text(lines, typed_name=typed_name),
+            staged=json.dumps(
+                [
+                    {
+                        "kind": s.kind.value,
+                        "target": s.target,
+                        "payload": s.payload,
+                        "description": s.description,
+                    }
+                    for s in staged
+                ]
+            ),
+            accepted_at=now,
+            client_ip=(acceptance.client_ip or None) and acceptance.client_ip[:64],
+            user_agent=(acceptance.user_agent or None) and acceptance.user_agent[:512],
+            state=ChangeState.ACCEPTED.value,
+            attempts=0,
+            updated_at=now,
+        )
+        .returning(_sets.c.id)
+    ).scalar_one()
+    if items:
+        conn.execute(
+            insert(_items),
+            [
+                {
+                    "change_set_id": set_id,
+                    "position": position,
+                    "operation": item.operation.value,
+                    "sobject": item.sobject,
+                    "record_sfid": item.record_sfid,
+                    "external_key": item.external_key,
+                    "field": item.field,
+                    "old_value": to_json(item.old_value),
+                    "new_value": to_json(item.new_value),
+                    "label": item.label,
+                }
+                for position, item in enumerate(items, start=1)
+            ],
+        )
+    removed = conn.execute(delete(_staged).where(_staged.c.id.in_([s.id for s in staged]))).rowcount
+    if removed != len(staged):
+        # another Accept of the same changes won the race: this one must not count
+        raise StagingError("These changes were just accepted in another window.")
+    audit(
+        conn,
+        actor=f"contact:{contact.sfid}",
+        action="accept",
+        now=now,
+        account_sfid=acceptance.account_sfid,
+        change_set_id=set_id,
+        detail=f"{typed_name}; terms {acceptance.terms.version}; {len(items)} CRM writes",
+    )
+    return int(set_id)
+
+
+def restage(
+    conn: Connection,
+    contact_sfid: str,
+    account_sfid: str,
+    set_id: int,
+    targets: WriteTargets,
+    now: dt.datetime,
+) -> int:
+    """Stage again the changes of a conflicted or failed set, against the CRM's values now.
+
+    An account field that conflicted takes the value the CRM held as the value seen; the
+    set is marked cancelled (re-staged), so it is never pushed.
+
+    Returns:
+        How many changes were staged.
+
+    Raises:
+        NotFoundError: no such set of this account in state conflict or failed.
+    """
+    row = conn.execute(
+        select(_sets.c.staged, _sets.c.state).where(
+            _sets.c.id == set_id,
+            _sets.c.account_sfid == account_sfid,
+            _sets.c.state.in_([ChangeState.CONFLICT.value, ChangeState.FAILED.value]),
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(str(set_id))
+    crm_values = {
+        (r.field or "").lower(): from_json(r.crm_value)
+        for r in conn.execute(
+            select(_items.c.field, _items.c.crm_value).where(
+                _items.c.change_set_id == set_id,
+                _items.c.record_sfid == account_sfid,
+                _items.c.crm_value.is_not(None),
+            )
+        )
+    }
+    count = 0
+    for entry in json.loads(row.staged or "[]"):
+        kind = ChangeKind(entry["kind"])
+        payload = dict(entry["payload"])
+        description = entry["description"]
+        if kind is ChangeKind.ACCOUNT_FIELD:
+            crm_field = targets.crm_field(targets.accounts, entry["target"]).lower()
+            if crm_field in crm_values:
+                payload["saw"] = crm_values[crm_field]
+            if same_value(payload["saw"], payload["new"]):
+                continue
+            description = field_change_words(payload["label"], payload["saw"], payload["new"])
+        _insert(conn, contact_sfid, account_sfid, kind, entry["target"], payload, description, now)
+        count += 1
+    conn.execute(
+        update(_sets)
+        .where(_sets.c.id == set_id)
+        .values(
+            state=ChangeState.CANCELLED.value,
+            finished_at=now,
+            updated_at=now,
+            message=f"Re-staged by the Billing Admin after the {row.state}.",
+        )
+    )
+    audit(
+        conn,
+        actor=f"contact:{contact_sfid}",
+        action="restage",
+        now=now,
+        account_sfid=account_sfid,
+        change_set_id=set_id,
+        detail=f"{count} changes staged again",
+    )
+    return count
