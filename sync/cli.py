@@ -26,6 +26,7 @@ _HANDLERS: dict[str, str] = {
     "mappings": "sync.commands.pull:mappings_command",
     "demo": "sync.commands.demo:demo_command",
     "push": "sync.commands.push:push_command",
+    "changes": "sync.commands.push:changes_command",
     "run": "sync.commands.run:run_command",
     "pause": "sync.commands.run:pause_command",
     "resume": "sync.commands.run:resume_command",
@@ -82,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["check"])
 
     p = sub.add_parser("push", help="one pass over accepted changes")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("changes", help="list accepted change sets; retry or cancel one")
+    p.add_argument("action", nargs="?", choices=["list", "retry", "cancel"], default="list")
+    p.add_argument("id", nargs="?", type=int, metavar="ID")
+    p.add_argument(
+        "--state",
+        choices=["accepted", "sending", "applied", "conflict", "failed", "cancelled"],
+    )
+    p.add_argument("--account", metavar="ACCOUNT_ID")
+    p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
 
     for name, text in (

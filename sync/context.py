@@ -25,9 +25,10 @@ from sync.crm.client import (
 )
 from sync.crm.errors import CrmError
 from sync.crm.soql import and_, select
+from sync.db import service_state
 from sync.db.engine import make_engine, upgrade
 from sync.mapping.loader import default_mappings_dir, load_mappings
-from sync.mapping.spec import Mapping, MappingError, MappingSet, Problem
+from sync.mapping.spec import Direction, Mapping, MappingError, MappingSet, Problem
 from sync.mapping.validate import validate_mappings
 from sync.settings import Settings
 
@@ -104,8 +105,10 @@ class SyncContext:
         client = crm if crm is not None else crm_from_settings(settings)
         try:
             upgrade(engine)
-            report = validate_mappings(mappings, describe_objects(client, mappings))
+            describes = describe_objects(client, mappings)
+            report = validate_mappings(mappings, describes)
             check_filters(client, report.mappings)
+            save_field_limits(engine, report.mappings, describes, clock())
         except BaseException:
             if own_engine:
                 engine.dispose()
@@ -220,3 +223,41 @@ def check_filters(crm: CrmClient, mappings: MappingSet) -> None:
                 )
     if problems:
         raise MappingError(problems)
+
+
+FIELD_LIMITS_KEY = "crm:field-limits"
+
+
+def save_field_limits(
+    engine: Engine,
+    mappings: MappingSet,
+    describes: dict[str, dict[str, Any] | None],
+    now: dt.datetime,
+) -> None:
+    """Keep the CRM's text field lengths of writable mappings, for the portal's checks.
+
+    The portal never calls the CRM; it reads these limits (by table and column) to refuse
+    a value the CRM would refuse, before anything is staged.
+    """
+    limits: dict[str, dict[str, int]] = {}
+    for mapping in mappings:
+        if mapping.direction is not Direction.READ_WRITE:
+            continue
+        describe = describes.get(mapping.crm_object) or {}
+        by_name = {
+            str(f.get("name", "")).lower(): f
+            for f in describe.get("fields") or []
+            if isinstance(f, dict)
+        }
+        for spec in mapping.fields:
+            meta = by_name.get(spec.crm_name.lower())
+            length = int(meta.get("length") or 0) if meta else 0
+            if length > 0:
+                limits.setdefault(mapping.table, {})[spec.column] = length
+    service_state.write(engine, FIELD_LIMITS_KEY, limits, now)
+
+
+def field_limits(engine: Engine) -> dict[str, dict[str, int]]:
+    """The CRM's text field lengths by table and column (empty before the first start)."""
+    doc = service_state.read(engine, FIELD_LIMITS_KEY) or {}
+    return {str(t): {str(c): int(n) for c, n in cols.items()} for t, cols in doc.items()}

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
 
 from sync.changes.rules import FINAL_STATES, PENDING_STATES, ChangeState
 from sync.changes.staging import audit, from_json, to_json
+from sync.db import service_state
 from sync.db.models import ChangeItem, ChangeSet, Contact
 
 _sets: Table = ChangeSet.__table__  # type: ignore[assignment]
@@ -215,6 +216,31 @@ def oldest_pending(conn: Connection) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value
+
+
+PAUSE_KEY = "push:paused_until"
+
+
+def push_paused_until(engine: Engine, now: dt.datetime) -> dt.datetime | None:
+    """When the push may run again after REQUEST_LIMIT_EXCEEDED (None: not paused)."""
+    doc = service_state.read(engine, PAUSE_KEY)
+    if not doc or not doc.get("until"):
+        return None
+    until = dt.datetime.fromisoformat(doc["until"])
+    return until if until > now else None
+
+
+def status(engine: Engine, now: dt.datetime) -> dict[str, Any]:
+    """The outbox part of ``billing-sync status``: counts by state, oldest pending age."""
+    with engine.connect() as conn:
+        by_state = counts(conn)
+        oldest = oldest_pending(conn)
+    paused = push_paused_until(engine, now)
+    return {
+        "counts": by_state,
+        "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else None,
+        "paused_until": paused.isoformat() if paused else None,
+    }
 
 
 # -- the push's side -------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync.changes import outbox
 from sync.context import (
     SyncContext,
     check_filters,
@@ -350,6 +351,7 @@ def collect_status(engine: Engine, settings: Settings, now: dt.datetime) -> dict
         "now": now.isoformat(),
         "service": service,
         "mappings": items,
+        "outbox": outbox.status(engine, now),
         "api_usage": usage,
         "recent_record_errors": [
             {
@@ -389,6 +391,15 @@ def render_status(status: dict[str, Any]) -> list[str]:
         )
     else:
         lines.append("org API usage: not seen yet")
+    box = status.get("outbox")
+    if box:
+        counts = ", ".join(f"{n} {state}" for state, n in box["counts"].items() if n) or "empty"
+        oldest = box["oldest_pending_seconds"]
+        lines.append(
+            f"outbox: {counts}"
+            + (f"; oldest pending {_duration(oldest)}" if oldest is not None else "")
+            + (f"; push paused until {box['paused_until'][:19]}" if box["paused_until"] else "")
+        )
     errors = status.get("recent_record_errors") or []
     if errors:
         lines.append("recent record errors:")

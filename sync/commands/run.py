@@ -105,7 +105,9 @@ def run_service(
     try:
         url = None
         if portal_available():
-            portal = _portal(settings, ctx.engine, host, port)
+            portal = _portal(
+                settings, ctx.engine, host, port, push_trigger=scheduler.trigger_push
+            )
             url = portal.start()
         scheduler.start()
         if on_ready is not None:
@@ -120,10 +122,23 @@ def run_service(
     return 0
 
 
-def _portal(settings: Settings, engine: Any, host: str, port: int) -> Any:
+def _portal(
+    settings: Settings,
+    engine: Any,
+    host: str,
+    port: int,
+    push_trigger: Callable[[], None] | None = None,
+) -> Any:
     from sync.portal.server import PortalServer
 
-    return PortalServer(settings, engine, host=host, port=port)
+    return PortalServer(settings, engine, host=host, port=port, push_trigger=push_trigger)
+
+
+def celery_push_trigger() -> Callable[[], None]:
+    """Queue a push task on the broker (the web process of a Celery deployment)."""
+    from workers.app import send_push
+
+    return send_push
 
 
 def _wait(stop: threading.Event) -> None:
@@ -143,7 +158,7 @@ def serve_portal_only(
     portal = None
     try:
         upgrade(engine)
-        portal = _portal(settings, engine, host, port)
+        portal = _portal(settings, engine, host, port, push_trigger=celery_push_trigger())
         url = portal.start()
         _say(f"billing-sync run: portal at {url}; background sync on Celery. Ctrl-C stops.")
         _wait(stop or threading.Event())

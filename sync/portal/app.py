@@ -63,6 +63,7 @@ def create_app(
     *,
     session_ttl: float = DEFAULT_SESSION_TTL,
     clock: Clock = utc_now,
+    push_trigger: Callable[[], None] | None = None,
 ) -> Starlette:
     """The portal as an ASGI app.
 
@@ -72,11 +73,15 @@ def create_app(
         engine: the billing database (migrated).
         session_ttl: lifetime of a portal session in seconds.
         clock: the current time (tests pass a frozen or moving clock).
+        push_trigger: starts a push at once after an Accept (a Celery task, or the
+            in-process scheduler); None leaves accepted changes to the periodic push.
 
     Raises:
         SettingsError: ``BILLING_SYNC_PORTAL_SECRET`` is unset or too short.
     """
-    portal = Portal(settings, engine, session_ttl=session_ttl, clock=clock)
+    portal = Portal(
+        settings, engine, session_ttl=session_ttl, clock=clock, push_trigger=push_trigger
+    )
 
     def route(path: str, handler: Callable[[Request], Any], methods: list[str]) -> Route:
         return Route(path, _guard(handler), methods=methods)
@@ -95,6 +100,13 @@ def create_app(
         route("/portal/orders/{sfid}", portal.order, ["GET"]),
         route("/portal/account", portal.account, ["GET"]),
         route("/portal/account/payment-methods/{sfid}", portal.payment_method, ["GET"]),
+        route("/portal/account/details", portal.update_account, ["POST"]),
+        route("/portal/account/cards", portal.add_card, ["POST"]),
+        route("/portal/account/payment-methods/{sfid}/default", portal.make_default, ["POST"]),
+        route("/portal/account/payment-methods/{sfid}/remove", portal.remove_method, ["POST"]),
+        route("/portal/changes/accept", portal.accept_changes, ["POST"]),
+        route("/portal/changes/{id:int}/discard", portal.discard_change, ["POST"]),
+        route("/portal/changes/sets/{id:int}/restage", portal.restage_set, ["POST"]),
         route("/portal/invoices", portal.invoices, ["GET"]),
         route("/portal/invoices/{sfid}", portal.invoice, ["GET"]),
         route("/portal/invoices/{sfid}/print", portal.invoice_print, ["GET"]),

@@ -111,6 +111,7 @@ class PortalBase:
         context.setdefault("viewer", None)
         context.setdefault("tab", None)
         context.setdefault("csrf_token", "")
+        context.setdefault("pending_count", 0)
         return HTMLResponse(self.env.get_template(name).render(**context), status_code)
 
     def page(self, viewer: Viewer, name: str, status_code: int = 200, **context: Any) -> Response:

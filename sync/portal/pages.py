@@ -16,7 +16,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from sync.access import is_crm_id
 from sync.db.engine import schema_is_current
 from sync.portal import queries
-from sync.portal.base import PortalBase, Viewer
+from sync.portal.base import Viewer
+from sync.portal.changes import ChangePages
 from sync.portal.filters import parse_list_query
 from sync.portal.links import InvalidToken
 from sync.portal.pdf import invoice_filename, render_invoice_pdf
@@ -25,7 +26,7 @@ from sync.portal.views import AccountView, InvoiceDetail
 log = logging.getLogger("sync.portal")
 
 
-class Portal(PortalBase):
+class Portal(ChangePages):
     """The portal's request handlers."""
 
     # --- sign-in, sign-out, account choice --------------------------------------------
@@ -127,28 +128,6 @@ class Portal(PortalBase):
             return self.not_found(viewer)
         order, lines = found
         return self.page(viewer, "order.html", tab="orders", order=order, lines=lines)
-
-    def account(self, request: Request) -> Response:
-        """Account details, payment methods and the billing summary."""
-        with self.engine.connect() as conn:
-            viewer, account_sfid = self.scoped(request, conn)
-            account = queries.get_account(conn, account_sfid)
-            methods = queries.payment_methods(conn, account_sfid)
-            summary = queries.purchased_products(conn, account_sfid)
-        if account is None:
-            return self.not_found(viewer)
-        default_method = next((m for m in methods if m.is_default), None)
-        recurring_count = sum(1 for a in summary.assets if a.price_type == queries.RECURRING)
-        return self.page(
-            viewer,
-            "account.html",
-            tab="account",
-            account=account,
-            methods=methods,
-            summary=summary,
-            recurring_count=recurring_count,
-            default_method=default_method,
-        )
 
     def payment_method(self, request: Request) -> Response:
         """One payment method (masked)."""

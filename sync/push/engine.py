@@ -42,7 +42,6 @@ from sync.mapping.transform import parse_sf_datetime
 
 log = logging.getLogger(__name__)
 
-PAUSE_KEY = "push:paused_until"
 #: How long the push rests after the org's daily API allowance ran out.
 LIMIT_PAUSE = 300.0
 #: Reads again after a 412 (someone wrote between our read and our write).
@@ -93,15 +92,6 @@ def retry_delay(attempts: int) -> float:
     return step * (0.5 + random.random() / 2)
 
 
-def paused_until(ctx: SyncContext, now: dt.datetime) -> dt.datetime | None:
-    """When the push may run again after REQUEST_LIMIT_EXCEEDED (None: not paused)."""
-    doc = service_state.read(ctx.engine, PAUSE_KEY)
-    if not doc or not doc.get("until"):
-        return None
-    until = dt.datetime.fromisoformat(doc["until"])
-    return until if until > now else None
-
-
 def push_pending(
     ctx: SyncContext, *, now: dt.datetime | None = None, limit: int = 200
 ) -> PushReport:
@@ -124,7 +114,7 @@ def push_pending(
     calls_before = ctx.crm.api_calls
     with ctx.engine.begin() as conn:
         report.dropped_staged = drop_revoked(conn, ctx.settings.billing_admin_role, started)
-    report.paused_until = paused_until(ctx, started)
+    report.paused_until = outbox.push_paused_until(ctx.engine, started)
     if report.paused_until is None:
         targets = WriteTargets.from_mappings(ctx.mappings)
         tried: set[int] = set()
@@ -172,7 +162,7 @@ def _push_one(
         outcome = _send(ctx, targets, view)
     except RequestLimitExceededError as exc:
         until = claimed_at + dt.timedelta(seconds=LIMIT_PAUSE)
-        service_state.write(ctx.engine, PAUSE_KEY, {"until": until.isoformat()}, claimed_at)
+        service_state.write(ctx.engine, outbox.PAUSE_KEY, {"until": until.isoformat()}, claimed_at)
         with ctx.engine.begin() as conn:
             outcome_now = now or ctx.now()
             outbox.defer(conn, set_id, outcome_now, LIMIT_PAUSE, f"paused: {exc.message}")
