@@ -24,7 +24,9 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     # Links carry a token in their query string: never leak a URL to another site.
-    "Referrer-Policy": "no-referrer",
+    # "same-origin" rather than "no-referrer": under no-referrer browsers send
+    # "Origin: null" with form posts, and the change forms check the Origin.
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",

@@ -27,7 +27,7 @@ from typing import Any
 
 from sync.changes import outbox
 from sync.changes.plan import WriteTargets, authorization_record
-from sync.changes.rules import ChangeState, Decision, decide, external_key
+from sync.changes.rules import ChangeState, Decision, decide, external_key, shown
 from sync.changes.staging import drop_revoked
 from sync.context import SyncContext
 from sync.crm.answers import subresponse_error
@@ -302,7 +302,7 @@ def _attempt(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _
         decision = decide(item.old_value, item.new_value, value)
         if decision is Decision.CONFLICT:
             outcomes[item.id] = ("conflict", value, True)
-            conflicts.append(f"{item.label}: the CRM now has {value!r}")
+            conflicts.append(f"{item.label}: the CRM now has {shown(value)}")
         elif decision is Decision.NOTHING:
             outcomes[item.id] = ("unchanged", None, False)
         else:

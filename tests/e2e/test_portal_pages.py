@@ -342,7 +342,7 @@ def test_given_any_page_when_served_then_security_headers_and_timing_are_set(cli
         assert "default-src 'none'" in headers["content-security-policy"]
         assert headers["x-frame-options"] == "DENY"
         assert headers["x-content-type-options"] == "nosniff"
-        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["referrer-policy"] == "same-origin"
         assert re.fullmatch(r"app;dur=\d+\.\d\d", headers["server-timing"])
     assert client.get("/portal/").headers["cache-control"] == "no-store"
 

@@ -1,0 +1,144 @@
+"""The whole service in one process against the sandbox, for the change-flow tests.
+
+:func:`running_service` pulls the sandbox into a fresh database, then serves the portal
+with the in-process scheduler (change check, pulls, push) exactly as ``billing-sync run``
+does, Accept triggering the push at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from simple_salesforce import Salesforce, format_soql
+from sqlalchemy import text
+
+from sync.context import SyncContext
+from sync.portal.server import PortalServer
+from sync.pull import Outcome, pull_all
+from sync.service.jobs import Runtime
+from sync.service.locks import LocalLocks
+from sync.service.scheduler import InProcessScheduler
+from tests.support.portal_data import SECRET
+from tests.support.pull import make_context
+
+ROLE = "Billing Admin"
+CARD = "4242 4242 4242 4242"
+CVC = "737"
+
+
+@dataclass
+class Service:
+    """A running portal and scheduler on a pulled copy of the sandbox."""
+
+    url: str
+    ctx: SyncContext
+    scheduler: InProcessScheduler
+
+    def sql(self, query: str, **params: Any) -> list[Any]:
+        with self.ctx.engine.connect() as conn:
+            return list(conn.execute(text(query), params).all())
+
+
+@contextmanager
+def running_service(sandbox_url: str, database_url: str, **settings: Any) -> Iterator[Service]:
+    """Pull everything, then serve the portal with the in-process scheduler."""
+    options = {
+        "portal_secret": SECRET,
+        "pull_interval": 1.0,
+        "push_interval": 2.0,
+        "push_lease": 5.0,
+        **settings,
+    }
+    ctx = make_context(sandbox_url, database_url, **options)
+    try:
+        assert {r.outcome for r in pull_all(ctx)} <= {Outcome.OK, Outcome.UNCHANGED}
+        scheduler = InProcessScheduler(
+            Runtime(settings=ctx.settings, ctx=ctx, locks=LocalLocks()), heartbeat=False
+        )
+        with PortalServer(ctx.settings, ctx.engine, push_trigger=scheduler.trigger_push) as portal:
+            scheduler.start()
+            try:
+                assert portal.url
+                yield Service(portal.url, ctx, scheduler)
+            finally:
+                scheduler.stop()
+    finally:
+        ctx.close()
+
+
+@dataclass(frozen=True)
+class Admin:
+    """A Billing Admin of exactly one account, as the CRM has them."""
+
+    contact: str
+    account: str
+    first_name: str
+    last_name: str
+    role: str
+
+
+def pick_admin(sf: Salesforce, *, skip: set[str] | None = None) -> Admin:
+    """A contact that is Billing Admin of exactly one account with an active default card."""
+    roles = sf.query_all(
+        format_soql("SELECT Id, AccountId, ContactId FROM AccountContactRole WHERE Role = {}", ROLE)
+    )["records"]
+    per_contact = Counter(r["ContactId"] for r in roles)
+    for role in sorted(roles, key=lambda r: r["Id"]):
+        if per_contact[role["ContactId"]] != 1 or role["AccountId"] in (skip or set()):
+            continue
+        methods = active_methods(sf, role["AccountId"])
+        if not methods or sum(1 for m in methods if m["Apttus_Billing__IsDefault__c"]) != 1:
+            continue
+        contact = sf.Contact.get(role["ContactId"])
+        if not contact.get("FirstName") or not contact.get("LastName"):
+            continue
+        return Admin(
+            role["ContactId"],
+            role["AccountId"],
+            contact["FirstName"],
+            contact["LastName"],
+            role["Id"],
+        )
+    raise AssertionError("the seed has no Billing Admin with one account and one default card")
+
+
+def active_methods(sf: Salesforce, account: str) -> list[dict[str, Any]]:
+    """The account's active payment methods in the CRM."""
+    records: list[dict[str, Any]] = sf.query_all(
+        format_soql(
+            "SELECT Id, Apttus_Billing__IsDefault__c, Apttus_Billing__Status__c, "
+            "Apttus_Billing__CardLastFour__c, Apttus_Billing__PaymentToken__c, "
+            "Apttus_Billing__CardType__c, Billing_Sync_Key__c, Is_One_Time__c "
+            "FROM Apttus_Billing__PaymentMethod__c "
+            "WHERE Apttus_Billing__AccountId__c = {} AND Apttus_Billing__Status__c = 'Active'",
+            account,
+        )
+    )["records"]
+    return records
+
+
+def authorizations(sf: Salesforce, account: str) -> list[dict[str, Any]]:
+    """The account's Billing_Authorization__c records."""
+    records: list[dict[str, Any]] = sf.query_all(
+        format_soql(
+            "SELECT Id, Contact__c, Authorized_By_Name__c, Summary__c, Billing_Sync_Key__c "
+            "FROM Billing_Authorization__c WHERE Account__c = {}",
+            account,
+        )
+    )["records"]
+    return records
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it is truthy; its last value (falsy on timeout)."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
