@@ -42,7 +42,7 @@ from sync.sandbox.rest import (
 from sync.sandbox.rest import versions as api_versions
 from sync.sandbox.schema import load_schema
 from sync.sandbox.seed import seed
-from sync.sandbox.store import Store
+from sync.sandbox.store import Store, ValidationRule
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class Sandbox:
         Sessions stay valid: a reset is about data, and clients keep their login.
         """
         self.store.restore_snapshot()
+        self.store.validation_rules.clear()
         self.locators.clear()
         self.faults.clear()
         self.usage.daily_limit = self.config.daily_limit
@@ -220,6 +221,23 @@ def create_app(sandbox: Sandbox) -> Starlette:
                 return _json(sandbox, 400, {"error": str(exc)})
         return _json(sandbox, 200, sandbox.faults.describe(sandbox.usage.daily_limit))
 
+    async def validation_rules(request: Request) -> Response:
+        if request.method == "DELETE":
+            sandbox.store.validation_rules.clear()
+        elif request.method == "POST":
+            try:
+                spec = orjson.loads(await request.body() or b"{}")
+                rule = ValidationRule(
+                    object=str(spec["object"]),
+                    field=str(spec["field"]),
+                    equals=spec["equals"],
+                    message=str(spec.get("message") or "A validation rule refused the value"),
+                )
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                return _json(sandbox, 400, {"error": f"object, field and equals needed: {exc}"})
+            sandbox.store.validation_rules.append(rule)
+        return _json(sandbox, 200, {"rules": [vars(r) for r in sandbox.store.validation_rules]})
+
     async def expire_sessions(request: Request) -> Response:
         return _json(sandbox, 200, {"expired": sandbox.sessions.expire_all()})
 
@@ -293,6 +311,7 @@ def create_app(sandbox: Sandbox) -> Starlette:
         Route("/services/data/{version}/{path:path}", data, methods=ALL_METHODS),
         Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/expire-sessions", expire_sessions, methods=["POST"]),
+        Route("/_sandbox/validation-rules", validation_rules, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/reset", reset, methods=["POST"]),
         Route("/_sandbox/stats", stats, methods=["GET"]),
         Route("/_sandbox/seed", reseed, methods=["POST"]),

@@ -52,6 +52,28 @@ class MultipleMatches(Exception):
 
 
 @dataclass(frozen=True)
+class ValidationRule:
+    """A validation rule of the org: writing ``equals`` to ``field`` of ``object`` fails.
+
+    Salesforce answers such a write with 400 FIELD_CUSTOM_VALIDATION_EXCEPTION and the
+    rule's message; the sandbox's rules are set by a test hook.
+    """
+
+    object: str
+    field: str
+    equals: Any
+    message: str
+
+    def check(self, obj: ObjectDef, values: dict[str, Any]) -> None:
+        """Raise the rule's error when ``values`` written to ``obj`` break it."""
+        if obj.name.lower() != self.object.lower():
+            return
+        for key, value in values.items():
+            if key.lower() == self.field.lower() and value == self.equals:
+                raise ApiError(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", self.message, [key])
+
+
+@dataclass(frozen=True)
 class WriteResult:
     """What a create, update or upsert did."""
 
@@ -81,6 +103,7 @@ class Store:
         self.db_path = db_path
         self.clock = clock or ModstampClock()
         self.retention = retention
+        self.validation_rules: list[ValidationRule] = []
         self.ids = ids.IdAllocator()
         self.lock = threading.RLock()
         self._depth = 0
@@ -267,6 +290,10 @@ class Store:
 
     # -- validated writes ------------------------------------------------------------
 
+    def _check_rules(self, obj: ObjectDef, values: dict[str, Any]) -> None:
+        for rule in self.validation_rules:
+            rule.check(obj, values)
+
     def create(self, obj: ObjectDef, values: dict[str, Any]) -> str:
         """Insert one record from request JSON; returns its new Id.
 
@@ -275,6 +302,7 @@ class Store:
                 DUPLICATE_VALUE.
         """
         with self.transaction() as conn:
+            self._check_rules(obj, values)
             row = convert(self.conn, self.schema, obj, values, creating=True)
             for f in obj.fields.values():
                 if f.system or f.name in row:
@@ -326,6 +354,7 @@ class Store:
         with self.transaction() as conn:
             record_id = self._existing_id(obj, raw_id)
             values = {k: v for k, v in values.items() if k.lower() != "id"}
+            self._check_rules(obj, values)
             row = convert(self.conn, self.schema, obj, values, creating=False)
             if if_unmodified_since_ms is not None:
                 state = row_state(self.conn, obj, record_id)
