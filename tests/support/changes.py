@@ -142,3 +142,100 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
         time.sleep(interval)
         value = predicate()
     return value
+
+
+def accept_direct(
+    ctx: SyncContext,
+    admin: Admin,
+    *,
+    fields: dict[str, Any] | None = None,
+    card: bool = False,
+    card_default: bool = False,
+) -> int:
+    """Stage and accept changes as the portal does, without a browser; the set's id.
+
+    Args:
+        ctx: the context (its database holds the pulled sandbox).
+        admin: who accepts.
+        fields: account column -> new value (the value seen is the mirrored one).
+        card: add the 4242 test card.
+        card_default: ... as the default method.
+    """
+    import datetime as dt
+
+    from sync.access import contact_access
+    from sync.changes.plan import WriteTargets
+    from sync.changes.staging import (
+        Acceptance,
+        FieldEdit,
+        accept,
+        stage_account_fields,
+        stage_card,
+    )
+    from sync.changes.terms import load_terms
+    from sync.payments import CardDetails, TestGateway
+
+    now = dt.datetime.now(dt.UTC)
+    with ctx.engine.begin() as conn:
+        contact, _ = contact_access(conn, admin.contact, ROLE)
+        assert contact is not None
+        if fields:
+            mirrored = (
+                conn.execute(text("SELECT * FROM accounts WHERE sfid = :a"), {"a": admin.account})
+                .mappings()
+                .one()
+            )
+            edits = [FieldEdit(c, c.title(), mirrored[c], v) for c, v in fields.items()]
+            stage_account_fields(conn, admin.contact, admin.account, edits, now)
+        if card:
+            token = TestGateway().tokenize(
+                CardDetails(CARD, CVC, 12, now.year + 3, "Card Holder"), today=now.date()
+            )
+            stage_card(
+                conn,
+                admin.contact,
+                admin.account,
+                token,
+                is_default=card_default,
+                is_one_time=False,
+                now=now,
+            )
+        return accept(
+            conn,
+            Acceptance(
+                contact=contact,
+                account_sfid=admin.account,
+                first_name=admin.first_name,
+                last_name=admin.last_name,
+                terms=load_terms(None),
+                client_ip="127.0.0.1",
+                user_agent="pytest",
+            ),
+            WriteTargets.from_mappings(ctx.mappings),
+            now,
+        )
+
+
+def set_state(ctx: SyncContext, set_id: int) -> tuple[str, str | None]:
+    """(state, message) of a change set."""
+    with ctx.engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT state, message FROM change_sets WHERE id = :i"), {"i": set_id}
+        ).one()
+    return row[0], row[1]
+
+
+def push_until_final(
+    ctx: SyncContext, set_id: int, timeout: float = 60.0
+) -> tuple[str, str | None]:
+    """Run push passes until the set is applied, conflicted, failed or cancelled."""
+    from sync.push import push_pending
+
+    def final() -> tuple[str, str | None] | None:
+        push_pending(ctx)
+        state = set_state(ctx, set_id)
+        return state if state[0] not in ("accepted", "sending") else None
+
+    result = wait_for(final, timeout=timeout, interval=0.2)
+    assert result, f"change set {set_id} still {set_state(ctx, set_id)}"
+    return result  # type: ignore[no-any-return]
