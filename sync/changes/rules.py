@@ -13,6 +13,7 @@ from typing import Any
 
 PHONE_FORMAT = "5554443333"
 _PHONE_PUNCTUATION = re.compile(r"[\s.\-()]")
+_TEN_DIGITS = re.compile(r"^[0-9]{10}$")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
 
 
@@ -85,7 +86,8 @@ def normalize_phone(raw: str) -> str:
     digits = _PHONE_PUNCTUATION.sub("", text)
     if len(digits) == 11 and digits.startswith("1"):
         digits = digits[1:]
-    if len(digits) != 10 or not digits.isdigit():
+    # ASCII digits only: str.isdigit() also accepts other scripts' digits
+    if not _TEN_DIGITS.match(digits):
         raise ValueProblem(_phone_message(raw))
     return digits
 

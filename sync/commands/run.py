@@ -105,9 +105,7 @@ def run_service(
     try:
         url = None
         if portal_available():
-            portal = _portal(
-                settings, ctx.engine, host, port, push_trigger=scheduler.trigger_push
-            )
+            portal = _portal(settings, ctx.engine, host, port, push_trigger=scheduler.trigger_push)
             url = portal.start()
         scheduler.start()
         if on_ready is not None:

@@ -134,7 +134,7 @@ def check_card(card: CardDetails, *, today: dt.date) -> tuple[str, str]:
     if brand is None:
         raise CardError("This card type is not accepted: use Visa, MasterCard, Amex or Discover.")
     cvc_length = 4 if brand == "American Express" else 3
-    if not (card.cvc.isdigit() and len(card.cvc) == cvc_length):
+    if not re.fullmatch(f"[0-9]{{{cvc_length}}}", card.cvc):
         raise CardError(f"The CVC is the {cvc_length}-digit code on the card.")
     if not 1 <= card.exp_month <= 12:
         raise CardError("The expiration month must be between 1 and 12.")
@@ -199,7 +199,12 @@ def load_gateway(spec: str | None) -> PaymentGateway:
         raise SettingsError(
             f"BILLING_SYNC_PAYMENT_GATEWAY={spec!r} cannot be loaded: {exc}"
         ) from exc
-    gateway = factory()
+    try:
+        gateway = factory()
+    except Exception as exc:
+        raise SettingsError(
+            f"BILLING_SYNC_PAYMENT_GATEWAY={spec!r} failed to start: {exc}"
+        ) from exc
     if not isinstance(gateway, PaymentGateway):
         raise SettingsError(
             f"BILLING_SYNC_PAYMENT_GATEWAY={spec!r} did not give a gateway "
