@@ -56,6 +56,11 @@ def push_command(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     if args.json:
         _out(json.dumps(report.to_dict()))
+    elif not (report.pushed or report.conflicts or report.failed or report.deferred):
+        _out(
+            "billing-sync push: nothing to push"
+            + (f" now; {report.pending} waiting to be retried" if report.pending else "")
+        )
     else:
         _out(
             f"billing-sync push: {report.pushed} applied, {report.conflicts} conflicts, "

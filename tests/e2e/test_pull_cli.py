@@ -1,11 +1,7 @@
 """`billing-sync sync`, `status`, `mappings check`, `db upgrade` and `push` as processes."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,32 +9,6 @@ from sync.mapping.loader import PROJECT_MAPPINGS
 from tests.support.pull import hook
 
 pytestmark = pytest.mark.slow
-
-
-def billing_sync() -> list[str]:
-    script = Path(sys.executable).with_name("billing-sync")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sync.cli"]
-
-
-@pytest.fixture
-def run(crm_sandbox, sqlite_database_url):
-    env = {
-        **os.environ,
-        "SALESFORCE_INSTANCE_URL": crm_sandbox,
-        "BILLING_SYNC_DATABASE_URL": sqlite_database_url,
-    }
-    env.pop("SALESFORCE_USERNAME", None)
-
-    def run_cli(*args, **extra_env):
-        return subprocess.run(
-            [*billing_sync(), *args],
-            env={**env, **extra_env},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    return run_cli
 
 
 def test_given_malformed_mapping_file_when_sync_then_one_clear_error_and_exit_2(run, tmp_path):

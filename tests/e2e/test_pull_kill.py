@@ -4,9 +4,7 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -15,17 +13,13 @@ from sync.db.engine import make_engine, upgrade
 from sync.db.models import SyncPass
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
+from tests.e2e.conftest import billing_sync
 from tests.support.pull import crm_client, duplicate_sfids, hook, mirror_differences
 from tests.support.sandbox import running_sandbox
 
 pytestmark = pytest.mark.slow
 
 KILLS = 8
-
-
-def billing_sync() -> list[str]:
-    script = Path(sys.executable).with_name("billing-sync")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sync.cli"]
 
 
 def last_pass_id(engine) -> int:
