@@ -220,3 +220,30 @@ def test_given_cards_when_added_made_default_and_removed_then_one_default_and_no
         raw = Path(database_url.removeprefix("sqlite:///")).read_bytes()
         assert digits.encode() not in raw
     assert digits not in caplog.text and f" {CVC}" not in caplog.text
+
+
+def test_given_a_csm_edit_after_the_page_loaded_when_accepted_then_conflict_then_restaged(
+    service, sf, browser
+):
+    admin = pick_admin(sf)
+    page = _open(browser, service, admin)
+    # The CSM changes the phone in the CRM while the admin looks at the page.
+    sf.Account.update(admin.account, {"Phone": "(212) 555-0100"})
+
+    page.get_by_label("Phone", exact=True).fill("555.444.3333")
+    page.get_by_role("button", name="Update Account").click()
+    _accept(page, admin.first_name, admin.last_name)
+
+    first = page.locator(".set").first
+    expect(first).to_contain_text("Conflict", timeout=TIMEOUT_MS)
+    expect(first).to_contain_text("the billing system now has (212) 555-0100")
+    assert sf.Account.get(admin.account)["Phone"] == "(212) 555-0100"  # not overwritten
+
+    # Stage again: the CRM's value becomes the value seen; accepted, it applies.
+    first.get_by_role("button", name="Stage again").click()
+    expect(page.locator("#pending")).to_contain_text("Phone: (212) 555-0100 -> 5554443333")
+    _accept(page, admin.first_name, admin.last_name)
+    expect(page.locator(".set").first).to_contain_text("Applied", timeout=TIMEOUT_MS)
+    assert sf.Account.get(admin.account)["Phone"] == "5554443333"
+    states = [row.state for row in _sets(service, admin.account)]
+    assert states == ["cancelled", "applied"]  # the conflicted set was replaced, never pushed
