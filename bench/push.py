@@ -166,7 +166,8 @@ def main() -> int:
         )
     lines += [
         "",
-        "A set costs 2 API calls (the measured 2.1 includes the pulls' own /composite calls): one /composite reading the current values of the fields "
+        "A set costs 2 API calls (the measured 2.1 includes the pulls' own /composite "
+        "calls): one /composite reading the current values of the fields "
         "it updates, one /composite (allOrNone) writing the authorization, the updates and "
         "the creates. The pulls of the touched mappings follow at once.",
     ]
