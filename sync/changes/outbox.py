@@ -16,12 +16,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
 
 from sync.changes.rules import FINAL_STATES, PENDING_STATES, ChangeState
-from sync.changes.staging import audit, from_json, to_json
+from sync.changes.staging import ITEMS, SETS, audit, from_json, to_json
 from sync.db import service_state
-from sync.db.models import ChangeItem, ChangeSet, Contact
+from sync.db.models import Contact
 
-_sets: Table = ChangeSet.__table__  # type: ignore[assignment]
-_items: Table = ChangeItem.__table__  # type: ignore[assignment]
 _contacts: Table = Contact.__table__  # type: ignore[assignment]
 
 
@@ -115,9 +113,9 @@ def _items_of(conn: Connection, set_ids: Sequence[int]) -> dict[int, list[ItemVi
     if not set_ids:
         return out
     rows = conn.execute(
-        select(_items)
-        .where(_items.c.change_set_id.in_(list(set_ids)))
-        .order_by(_items.c.change_set_id, _items.c.position)
+        select(ITEMS)
+        .where(ITEMS.c.change_set_id.in_(list(set_ids)))
+        .order_by(ITEMS.c.change_set_id, ITEMS.c.position)
     ).all()
     for r in rows:
         out[r.change_set_id].append(
@@ -153,16 +151,16 @@ def list_sets(
     name = func.trim(
         func.coalesce(_contacts.c.first_name, "") + " " + func.coalesce(_contacts.c.last_name, "")
     )
-    query = select(_sets, name.label("contact_name")).select_from(
-        _sets.outerjoin(_contacts, _contacts.c.sfid == _sets.c.contact_sfid)
+    query = select(SETS, name.label("contact_name")).select_from(
+        SETS.outerjoin(_contacts, _contacts.c.sfid == SETS.c.contact_sfid)
     )
     if state:
-        query = query.where(_sets.c.state == state)
+        query = query.where(SETS.c.state == state)
     if account_sfid:
-        query = query.where(_sets.c.account_sfid == account_sfid)
+        query = query.where(SETS.c.account_sfid == account_sfid)
     if set_ids is not None:
-        query = query.where(_sets.c.id.in_(list(set_ids)))
-    query = query.order_by(_sets.c.id.desc() if newest_first else _sets.c.id).limit(limit)
+        query = query.where(SETS.c.id.in_(list(set_ids)))
+    query = query.order_by(SETS.c.id.desc() if newest_first else SETS.c.id).limit(limit)
     rows = conn.execute(query).all()
     items = _items_of(conn, [r.id for r in rows])
     return [
@@ -200,7 +198,7 @@ def counts(conn: Connection) -> dict[str, int]:
     """Change sets by state, every state present (zeros included)."""
     out = {s.value: 0 for s in ChangeState}
     for state, count in conn.execute(
-        select(_sets.c.state, func.count()).group_by(_sets.c.state)
+        select(SETS.c.state, func.count()).group_by(SETS.c.state)
     ).all():
         out[state] = int(count)
     return out
@@ -209,8 +207,8 @@ def counts(conn: Connection) -> dict[str, int]:
 def oldest_pending(conn: Connection) -> dt.datetime | None:
     """When the oldest set still waiting to be pushed was accepted."""
     value: dt.datetime | None = conn.execute(
-        select(func.min(_sets.c.accepted_at)).where(
-            _sets.c.state.in_([s.value for s in PENDING_STATES])
+        select(func.min(SETS.c.accepted_at)).where(
+            SETS.c.state.in_([s.value for s in PENDING_STATES])
         )
     ).scalar()
     if value is not None and value.tzinfo is None:
@@ -255,14 +253,14 @@ def due_sets(conn: Connection, now: dt.datetime) -> list[int]:
     pending = [s.value for s in PENDING_STATES]
     rows = conn.execute(
         select(
-            _sets.c.id,
-            _sets.c.account_sfid,
-            _sets.c.state,
-            _sets.c.next_attempt_at,
-            _sets.c.lease_until,
+            SETS.c.id,
+            SETS.c.account_sfid,
+            SETS.c.state,
+            SETS.c.next_attempt_at,
+            SETS.c.lease_until,
         )
-        .where(_sets.c.state.in_(pending))
-        .order_by(_sets.c.account_sfid, _sets.c.id)
+        .where(SETS.c.state.in_(pending))
+        .order_by(SETS.c.account_sfid, SETS.c.id)
     ).all()
     seen: set[str] = set()
     due: list[int] = []
@@ -286,22 +284,22 @@ def claim(conn: Connection, set_id: int, now: dt.datetime, lease: float) -> bool
     """
     due = or_(
         and_(
-            _sets.c.state == ChangeState.ACCEPTED.value,
-            or_(_sets.c.next_attempt_at.is_(None), _sets.c.next_attempt_at <= now),
+            SETS.c.state == ChangeState.ACCEPTED.value,
+            or_(SETS.c.next_attempt_at.is_(None), SETS.c.next_attempt_at <= now),
         ),
         and_(
-            _sets.c.state == ChangeState.SENDING.value,
-            or_(_sets.c.lease_until.is_(None), _sets.c.lease_until <= now),
+            SETS.c.state == ChangeState.SENDING.value,
+            or_(SETS.c.lease_until.is_(None), SETS.c.lease_until <= now),
         ),
     )
     result = conn.execute(
-        update(_sets)
-        .where(_sets.c.id == set_id, due)
+        update(SETS)
+        .where(SETS.c.id == set_id, due)
         .values(
             state=ChangeState.SENDING.value,
             lease_until=now + dt.timedelta(seconds=lease),
-            attempts=_sets.c.attempts + 1,
-            sent_at=func.coalesce(_sets.c.sent_at, now),
+            attempts=SETS.c.attempts + 1,
+            sent_at=func.coalesce(SETS.c.sent_at, now),
             updated_at=now,
         )
     )
@@ -312,8 +310,8 @@ def set_item_outcomes(conn: Connection, outcomes: dict[int, tuple[str, Any, bool
     """Record per item: outcome, and the CRM's value when ``has_crm`` (conflicts)."""
     for item_id, (outcome, crm_value, has_crm) in outcomes.items():
         conn.execute(
-            update(_items)
-            .where(_items.c.id == item_id)
+            update(ITEMS)
+            .where(ITEMS.c.id == item_id)
             .values(outcome=outcome, crm_value=to_json(crm_value) if has_crm else None)
         )
 
@@ -330,8 +328,8 @@ def finish(
     """End a push attempt in a final state (applied, conflict or failed)."""
     assert state in FINAL_STATES
     conn.execute(
-        update(_sets)
-        .where(_sets.c.id == set_id)
+        update(SETS)
+        .where(SETS.c.id == set_id)
         .values(
             state=state.value,
             finished_at=now,
@@ -355,8 +353,8 @@ def finish(
 def defer(conn: Connection, set_id: int, now: dt.datetime, delay: float, message: str) -> None:
     """Put a set back to accepted, to be tried again after ``delay`` seconds."""
     conn.execute(
-        update(_sets)
-        .where(_sets.c.id == set_id)
+        update(SETS)
+        .where(SETS.c.id == set_id)
         .values(
             state=ChangeState.ACCEPTED.value,
             lease_until=None,
@@ -411,7 +409,7 @@ def _ops_move(
     allowed: tuple[ChangeState, ...],
     to: ChangeState,
 ) -> None:
-    row = conn.execute(select(_sets.c.state).where(_sets.c.id == set_id)).first()
+    row = conn.execute(select(SETS.c.state).where(SETS.c.id == set_id)).first()
     if row is None:
         raise OutboxError(f"no change set {set_id}")
     if row.state not in {s.value for s in allowed}:
@@ -423,7 +421,7 @@ def _ops_move(
     else:
         values.update(finished_at=None, next_attempt_at=None)
     moved = conn.execute(
-        update(_sets).where(_sets.c.id == set_id, _sets.c.state == row.state).values(**values)
+        update(SETS).where(SETS.c.id == set_id, SETS.c.state == row.state).values(**values)
     ).rowcount
     if moved != 1:
         raise OutboxError(f"change set {set_id} changed state meanwhile; look again")

@@ -10,35 +10,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, exists, insert, select, update
+from sqlalchemy import Connection, Table, delete, exists, insert, select
 
-from sync.access import ContactRef
 from sync.changes.plan import (
     MethodState,
     PlanError,
-    PlanInput,
     Staged,
-    WriteTargets,
-    plan_items,
     project_methods,
 )
 from sync.changes.rules import (
     CardWords,
     ChangeKind,
-    ChangeState,
     add_card_words,
     field_change_words,
     make_default_words,
     remove_words,
     same_value,
-    summary_text,
 )
-from sync.changes.terms import Terms
 from sync.db.models import (
     Account,
     AccountContactRole,
@@ -51,9 +43,9 @@ from sync.db.models import (
 )
 from sync.payments import CardToken
 
-_staged: Table = StagedChange.__table__  # type: ignore[assignment]
-_sets: Table = ChangeSet.__table__  # type: ignore[assignment]
-_items: Table = ChangeItem.__table__  # type: ignore[assignment]
+STAGED: Table = StagedChange.__table__  # type: ignore[assignment]
+SETS: Table = ChangeSet.__table__  # type: ignore[assignment]
+ITEMS: Table = ChangeItem.__table__  # type: ignore[assignment]
 _audit: Table = AuditEntry.__table__  # type: ignore[assignment]
 _pm: Table = PaymentMethod.__table__  # type: ignore[assignment]
 
@@ -125,9 +117,9 @@ class StagedView:
 def list_staged(conn: Connection, contact_sfid: str, account_sfid: str) -> list[StagedView]:
     """The contact's staged changes for the account, oldest first."""
     rows = conn.execute(
-        select(_staged)
-        .where(_staged.c.contact_sfid == contact_sfid, _staged.c.account_sfid == account_sfid)
-        .order_by(_staged.c.id)
+        select(STAGED)
+        .where(STAGED.c.contact_sfid == contact_sfid, STAGED.c.account_sfid == account_sfid)
+        .order_by(STAGED.c.id)
     ).all()
     return [
         StagedView(
@@ -172,7 +164,7 @@ def mirrored_methods(conn: Connection, account_sfid: str) -> list[MethodState]:
 # -- staging ---------------------------------------------------------------------------
 
 
-def _insert(
+def insert_staged(
     conn: Connection,
     contact_sfid: str,
     account_sfid: str,
@@ -182,8 +174,9 @@ def _insert(
     description: str,
     now: dt.datetime,
 ) -> None:
+    """Write one staged change and its audit entry."""
     conn.execute(
-        insert(_staged).values(
+        insert(STAGED).values(
             account_sfid=account_sfid,
             contact_sfid=contact_sfid,
             kind=kind.value,
@@ -250,12 +243,12 @@ def stage_account_fields(
         if before is not None and same_value(before.payload["new"], edit.new):
             continue
         if before is not None:
-            conn.execute(delete(_staged).where(_staged.c.id == before.id))
+            conn.execute(delete(STAGED).where(STAGED.c.id == before.id))
         if same_value(saw, edit.new):
             changed += before is not None
             continue
         payload = {"label": edit.label, "saw": saw, "new": edit.new}
-        _insert(
+        insert_staged(
             conn,
             contact_sfid,
             account_sfid,
@@ -309,7 +302,9 @@ def stage_card(
     words = CardWords(card.brand, card.last_four, card.exp_month, card.exp_year)
     description = add_card_words(words, is_default=is_default, is_one_time=is_one_time)
     _check_plan(conn, contact_sfid, account_sfid, Staged(0, ChangeKind.ADD_CARD, None, payload, ""))
-    _insert(conn, contact_sfid, account_sfid, ChangeKind.ADD_CARD, None, payload, description, now)
+    insert_staged(
+        conn, contact_sfid, account_sfid, ChangeKind.ADD_CARD, None, payload, description, now
+    )
 
 
 def stage_method_change(
@@ -336,7 +331,7 @@ def stage_method_change(
     _check_room(existing, 1)
     _check_plan(conn, contact_sfid, account_sfid, Staged(0, kind, method_sfid, {}, ""))
     words = make_default_words if kind is ChangeKind.MAKE_DEFAULT else remove_words
-    _insert(conn, contact_sfid, account_sfid, kind, method_sfid, {}, words(method.words), now)
+    insert_staged(conn, contact_sfid, account_sfid, kind, method_sfid, {}, words(method.words), now)
 
 
 def discard(
@@ -348,15 +343,15 @@ def discard(
         NotFoundError: no such staged change of this contact and account.
     """
     row = conn.execute(
-        select(_staged.c.description).where(
-            _staged.c.id == staged_id,
-            _staged.c.contact_sfid == contact_sfid,
-            _staged.c.account_sfid == account_sfid,
+        select(STAGED.c.description).where(
+            STAGED.c.id == staged_id,
+            STAGED.c.contact_sfid == contact_sfid,
+            STAGED.c.account_sfid == account_sfid,
         )
     ).first()
     if row is None:
         raise NotFoundError(str(staged_id))
-    conn.execute(delete(_staged).where(_staged.c.id == staged_id))
+    conn.execute(delete(STAGED).where(STAGED.c.id == staged_id))
     audit(
         conn,
         actor=f"contact:{contact_sfid}",
@@ -377,18 +372,18 @@ def drop_revoked(conn: Connection, role: str, now: dt.datetime) -> int:
     acc = Account.__table__
     con = Contact.__table__
     still_admin = exists().where(
-        acr.c.contact_sfid == _staged.c.contact_sfid,
-        acr.c.account_sfid == _staged.c.account_sfid,
+        acr.c.contact_sfid == STAGED.c.contact_sfid,
+        acr.c.account_sfid == STAGED.c.account_sfid,
         acr.c.role == role,
         acr.c.is_deleted.is_(False),
         exists().where(acc.c.sfid == acr.c.account_sfid, acc.c.is_deleted.is_(False)),
         exists().where(con.c.sfid == acr.c.contact_sfid, con.c.is_deleted.is_(False)),
     )
     rows = conn.execute(
-        select(_staged.c.id, _staged.c.contact_sfid, _staged.c.account_sfid).where(~still_admin)
+        select(STAGED.c.id, STAGED.c.contact_sfid, STAGED.c.account_sfid).where(~still_admin)
     ).all()
     for r in rows:
-        conn.execute(delete(_staged).where(_staged.c.id == r.id))
+        conn.execute(delete(STAGED).where(STAGED.c.id == r.id))
         audit(
             conn,
             actor="billing-sync",
@@ -398,205 +393,3 @@ def drop_revoked(conn: Connection, role: str, now: dt.datetime) -> int:
             detail=f"staged change {r.id} of contact {r.contact_sfid}: no longer Billing Admin",
         )
     return len(rows)
-
-
-# -- accepting -------------------------------------------------------------------------
-
-
-def _name_part(value: str | None) -> str:
-    return " ".join((value or "").split()).casefold()
-
-
-def name_matches(contact: ContactRef, first: str, last: str) -> bool:
-    """True when the typed names are the contact's (case and extra spaces ignored)."""
-    want_first, want_last = _name_part(contact.first_name), _name_part(contact.last_name)
-    return bool(want_last) and (_name_part(first), _name_part(last)) == (want_first, want_last)
-
-
-@dataclass(frozen=True)
-class Acceptance:
-    """Who accepted, from where, under which terms."""
-
-    contact: ContactRef
-    account_sfid: str
-    first_name: str
-    last_name: str
-    terms: Terms
-    client_ip: str | None
-    user_agent: str | None
-
-
-def accept(
-    conn: Connection, acceptance: Acceptance, targets: WriteTargets, now: dt.datetime
-) -> int:
-    """Turn the contact's staged changes into one accepted change set (in ``conn``'s txn).
-
-    Returns:
-        The change set's id.
-
-    Raises:
-        StagingError: the typed name is not the contact's, nothing is staged, or the
-            staged changes no longer fit the account's payment methods.
-    """
-    contact = acceptance.contact
-    if not name_matches(contact, acceptance.first_name, acceptance.last_name):
-        raise StagingError(
-            "The first and last name must be your own, as the billing system has them: "
-            "nothing was accepted."
-        )
-    staged = list_staged(conn, contact.sfid, acceptance.account_sfid)
-    if not staged:
-        raise StagingError("There are no pending changes to accept.")
-    set_key = secrets.token_hex(10)
-    try:
-        items = plan_items(
-            PlanInput(
-                account_sfid=acceptance.account_sfid,
-                set_key=set_key,
-                targets=targets,
-                mirrored_methods=mirrored_methods(conn, acceptance.account_sfid),
-            ),
-            [s.as_staged() for s in staged],
-        )
-    except PlanError as exc:
-        raise StagingError(f"{exc} Nothing was accepted.") from exc
-    typed_name = " ".join(
-        p for p in (acceptance.first_name.strip(), acceptance.last_name.strip()) if p
-    )
-    lines = [s.description for s in staged]
-    set_id = conn.execute(
-        insert(_sets)
-        .values(
-            key=set_key,
-            account_sfid=acceptance.account_sfid,
-            contact_sfid=contact.sfid,
-            typed_name=typed_name,
-            terms_version=acceptance.terms.version,
-            summary=summary_text(lines, typed_name=typed_name),
-            staged=json.dumps(
-                [
-                    {
-                        "kind": s.kind.value,
-                        "target": s.target,
-                        "payload": s.payload,
-                        "description": s.description,
-                    }
-                    for s in staged
-                ]
-            ),
-            accepted_at=now,
-            client_ip=(acceptance.client_ip or None) and acceptance.client_ip[:64],
-            user_agent=(acceptance.user_agent or None) and acceptance.user_agent[:512],
-            state=ChangeState.ACCEPTED.value,
-            attempts=0,
-            updated_at=now,
-        )
-        .returning(_sets.c.id)
-    ).scalar_one()
-    if items:
-        conn.execute(
-            insert(_items),
-            [
-                {
-                    "change_set_id": set_id,
-                    "position": position,
-                    "operation": item.operation.value,
-                    "sobject": item.sobject,
-                    "record_sfid": item.record_sfid,
-                    "external_key": item.external_key,
-                    "field": item.field,
-                    "old_value": to_json(item.old_value),
-                    "new_value": to_json(item.new_value),
-                    "label": item.label,
-                }
-                for position, item in enumerate(items, start=1)
-            ],
-        )
-    removed = conn.execute(delete(_staged).where(_staged.c.id.in_([s.id for s in staged]))).rowcount
-    if removed != len(staged):
-        # another Accept of the same changes won the race: this one must not count
-        raise StagingError("These changes were just accepted in another window.")
-    audit(
-        conn,
-        actor=f"contact:{contact.sfid}",
-        action="accept",
-        now=now,
-        account_sfid=acceptance.account_sfid,
-        change_set_id=set_id,
-        detail=f"{typed_name}; terms {acceptance.terms.version}; {len(items)} CRM writes",
-    )
-    return int(set_id)
-
-
-def restage(
-    conn: Connection,
-    contact_sfid: str,
-    account_sfid: str,
-    set_id: int,
-    targets: WriteTargets,
-    now: dt.datetime,
-) -> int:
-    """Stage again the changes of a conflicted or failed set, against the CRM's values now.
-
-    An account field that conflicted takes the value the CRM held as the value seen; the
-    set is marked cancelled (re-staged), so it is never pushed.
-
-    Returns:
-        How many changes were staged.
-
-    Raises:
-        NotFoundError: no such set of this account in state conflict or failed.
-    """
-    row = conn.execute(
-        select(_sets.c.staged, _sets.c.state).where(
-            _sets.c.id == set_id,
-            _sets.c.account_sfid == account_sfid,
-            _sets.c.state.in_([ChangeState.CONFLICT.value, ChangeState.FAILED.value]),
-        )
-    ).first()
-    if row is None:
-        raise NotFoundError(str(set_id))
-    crm_values = {
-        (r.field or "").lower(): from_json(r.crm_value)
-        for r in conn.execute(
-            select(_items.c.field, _items.c.crm_value).where(
-                _items.c.change_set_id == set_id,
-                _items.c.record_sfid == account_sfid,
-                _items.c.crm_value.is_not(None),
-            )
-        )
-    }
-    count = 0
-    for entry in json.loads(row.staged or "[]"):
-        kind = ChangeKind(entry["kind"])
-        payload = dict(entry["payload"])
-        description = entry["description"]
-        if kind is ChangeKind.ACCOUNT_FIELD:
-            crm_field = targets.crm_field(targets.accounts, entry["target"]).lower()
-            if crm_field in crm_values:
-                payload["saw"] = crm_values[crm_field]
-            if same_value(payload["saw"], payload["new"]):
-                continue
-            description = field_change_words(payload["label"], payload["saw"], payload["new"])
-        _insert(conn, contact_sfid, account_sfid, kind, entry["target"], payload, description, now)
-        count += 1
-    conn.execute(
-        update(_sets)
-        .where(_sets.c.id == set_id)
-        .values(
-            state=ChangeState.CANCELLED.value,
-            finished_at=now,
-            updated_at=now,
-            message=f"Re-staged by the Billing Admin after the {row.state}.",
-        )
-    )
-    audit(
-        conn,
-        actor=f"contact:{contact_sfid}",
-        action="restage",
-        now=now,
-        account_sfid=account_sfid,
-        change_set_id=set_id,
-        detail=f"{count} changes staged again",
-    )
-    return count

@@ -21,16 +21,14 @@ from starlette.responses import RedirectResponse, Response
 
 from sync.access import is_crm_id
 from sync.changes import outbox
+from sync.changes.accept import Acceptance, accept, restage
 from sync.changes.plan import WriteTargets
 from sync.changes.rules import ChangeKind, ChangeState
 from sync.changes.staging import (
-    Acceptance,
     NotFoundError,
     StagingError,
-    accept,
     discard,
     list_staged,
-    restage,
     stage_account_fields,
     stage_card,
     stage_method_change,

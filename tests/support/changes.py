@@ -164,14 +164,9 @@ def accept_direct(
     import datetime as dt
 
     from sync.access import contact_access
+    from sync.changes.accept import Acceptance, accept
     from sync.changes.plan import WriteTargets
-    from sync.changes.staging import (
-        Acceptance,
-        FieldEdit,
-        accept,
-        stage_account_fields,
-        stage_card,
-    )
+    from sync.changes.staging import FieldEdit, stage_account_fields, stage_card
     from sync.changes.terms import load_terms
     from sync.payments import CardDetails, TestGateway
 

@@ -1,0 +1,234 @@
+"""Accepting staged changes: the typed name, one change set with its items, re-staging.
+
+:func:`accept` turns all of a contact's staged changes for an account into one change set
+in the caller's transaction; what it will write is planned from the *current* mirrored
+rows (:mod:`sync.changes.plan`). :func:`restage` stages a conflicted or failed set again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from sync.access import ContactRef
+from sync.changes.plan import PlanError, PlanInput, WriteTargets, plan_items
+from sync.changes.rules import ChangeKind, ChangeState, field_change_words, same_value, summary_text
+from sync.changes.staging import (
+    ITEMS,
+    SETS,
+    STAGED,
+    NotFoundError,
+    StagingError,
+    audit,
+    from_json,
+    insert_staged,
+    list_staged,
+    mirrored_methods,
+    to_json,
+)
+from sync.changes.terms import Terms
+
+
+def _name_part(value: str | None) -> str:
+    return " ".join((value or "").split()).casefold()
+
+
+def name_matches(contact: ContactRef, first: str, last: str) -> bool:
+    """True when the typed names are the contact's (case and extra spaces ignored)."""
+    want_first, want_last = _name_part(contact.first_name), _name_part(contact.last_name)
+    return bool(want_last) and (_name_part(first), _name_part(last)) == (want_first, want_last)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """Who accepted, from where, under which terms."""
+
+    contact: ContactRef
+    account_sfid: str
+    first_name: str
+    last_name: str
+    terms: Terms
+    client_ip: str | None
+    user_agent: str | None
+
+
+def accept(
+    conn: Connection, acceptance: Acceptance, targets: WriteTargets, now: dt.datetime
+) -> int:
+    """Turn the contact's staged changes into one accepted change set (in ``conn``'s txn).
+
+    Returns:
+        The change set's id.
+
+    Raises:
+        StagingError: the typed name is not the contact's, nothing is staged, or the
+            staged changes no longer fit the account's payment methods.
+    """
+    contact = acceptance.contact
+    if not name_matches(contact, acceptance.first_name, acceptance.last_name):
+        raise StagingError(
+            "The first and last name must be your own, as the billing system has them: "
+            "nothing was accepted."
+        )
+    staged = list_staged(conn, contact.sfid, acceptance.account_sfid)
+    if not staged:
+        raise StagingError("There are no pending changes to accept.")
+    set_key = secrets.token_hex(10)
+    try:
+        items = plan_items(
+            PlanInput(
+                account_sfid=acceptance.account_sfid,
+                set_key=set_key,
+                targets=targets,
+                mirrored_methods=mirrored_methods(conn, acceptance.account_sfid),
+            ),
+            [s.as_staged() for s in staged],
+        )
+    except PlanError as exc:
+        raise StagingError(f"{exc} Nothing was accepted.") from exc
+    typed_name = " ".join(
+        p for p in (acceptance.first_name.strip(), acceptance.last_name.strip()) if p
+    )
+    lines = [s.description for s in staged]
+    set_id = conn.execute(
+        insert(SETS)
+        .values(
+            key=set_key,
+            account_sfid=acceptance.account_sfid,
+            contact_sfid=contact.sfid,
+            typed_name=typed_name,
+            terms_version=acceptance.terms.version,
+            summary=summary_text(lines, typed_name=typed_name),
+            staged=json.dumps(
+                [
+                    {
+                        "kind": s.kind.value,
+                        "target": s.target,
+                        "payload": s.payload,
+                        "description": s.description,
+                    }
+                    for s in staged
+                ]
+            ),
+            accepted_at=now,
+            client_ip=(acceptance.client_ip or None) and acceptance.client_ip[:64],
+            user_agent=(acceptance.user_agent or None) and acceptance.user_agent[:512],
+            state=ChangeState.ACCEPTED.value,
+            attempts=0,
+            updated_at=now,
+        )
+        .returning(SETS.c.id)
+    ).scalar_one()
+    if items:
+        conn.execute(
+            insert(ITEMS),
+            [
+                {
+                    "change_set_id": set_id,
+                    "position": position,
+                    "operation": item.operation.value,
+                    "sobject": item.sobject,
+                    "record_sfid": item.record_sfid,
+                    "external_key": item.external_key,
+                    "field": item.field,
+                    "old_value": to_json(item.old_value),
+                    "new_value": to_json(item.new_value),
+                    "label": item.label,
+                }
+                for position, item in enumerate(items, start=1)
+            ],
+        )
+    removed = conn.execute(delete(STAGED).where(STAGED.c.id.in_([s.id for s in staged]))).rowcount
+    if removed != len(staged):
+        # another Accept of the same changes won the race: this one must not count
+        raise StagingError("These changes were just accepted in another window.")
+    audit(
+        conn,
+        actor=f"contact:{contact.sfid}",
+        action="accept",
+        now=now,
+        account_sfid=acceptance.account_sfid,
+        change_set_id=set_id,
+        detail=f"{typed_name}; terms {acceptance.terms.version}; {len(items)} CRM writes",
+    )
+    return int(set_id)
+
+
+def restage(
+    conn: Connection,
+    contact_sfid: str,
+    account_sfid: str,
+    set_id: int,
+    targets: WriteTargets,
+    now: dt.datetime,
+) -> int:
+    """Stage again the changes of a conflicted or failed set, against the CRM's values now.
+
+    An account field that conflicted takes the value the CRM held as the value seen; the
+    set is marked cancelled (re-staged), so it is never pushed.
+
+    Returns:
+        How many changes were staged.
+
+    Raises:
+        NotFoundError: no such set of this account in state conflict or failed.
+    """
+    row = conn.execute(
+        select(SETS.c.staged, SETS.c.state).where(
+            SETS.c.id == set_id,
+            SETS.c.account_sfid == account_sfid,
+            SETS.c.state.in_([ChangeState.CONFLICT.value, ChangeState.FAILED.value]),
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(str(set_id))
+    crm_values = {
+        (r.field or "").lower(): from_json(r.crm_value)
+        for r in conn.execute(
+            select(ITEMS.c.field, ITEMS.c.crm_value).where(
+                ITEMS.c.change_set_id == set_id,
+                ITEMS.c.record_sfid == account_sfid,
+                ITEMS.c.crm_value.is_not(None),
+            )
+        )
+    }
+    count = 0
+    for entry in json.loads(row.staged or "[]"):
+        kind = ChangeKind(entry["kind"])
+        payload = dict(entry["payload"])
+        description = entry["description"]
+        if kind is ChangeKind.ACCOUNT_FIELD:
+            crm_field = targets.crm_field(targets.accounts, entry["target"]).lower()
+            if crm_field in crm_values:
+                payload["saw"] = crm_values[crm_field]
+            if same_value(payload["saw"], payload["new"]):
+                continue
+            description = field_change_words(payload["label"], payload["saw"], payload["new"])
+        insert_staged(
+            conn, contact_sfid, account_sfid, kind, entry["target"], payload, description, now
+        )
+        count += 1
+    conn.execute(
+        update(SETS)
+        .where(SETS.c.id == set_id)
+        .values(
+            state=ChangeState.CANCELLED.value,
+            finished_at=now,
+            updated_at=now,
+            message=f"Re-staged by the Billing Admin after the {row.state}.",
+        )
+    )
+    audit(
+        conn,
+        actor=f"contact:{contact_sfid}",
+        action="restage",
+        now=now,
+        account_sfid=account_sfid,
+        change_set_id=set_id,
+        detail=f"{count} changes staged again",
+    )
+    return count
