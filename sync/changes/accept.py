@@ -102,7 +102,7 @@ def accept(
             contact_sfid=contact.sfid,
             typed_name=typed_name,
             terms_version=acceptance.terms.version,
-            summary=summary_text(lines, typed_name=typed_name),
+            summary=summary_text(lines, typed_name=typed_name, terms=acceptance.terms.version),
             staged=json.dumps(
                 [
                     {

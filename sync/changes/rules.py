@@ -231,7 +231,8 @@ def remove_words(card: CardWords) -> str:
     return f"Remove: {card}"
 
 
-def summary_text(lines: list[str], *, typed_name: str) -> str:
-    """The Billing_Authorization__c summary: who accepted which changes, in words."""
+def summary_text(lines: list[str], *, typed_name: str, terms: str | None = None) -> str:
+    """The Billing_Authorization__c summary: who accepted which changes, under which terms."""
     body = "\n".join(f"- {line}" for line in lines)
-    return f"Accepted by {typed_name}:\n{body}"
+    text = f"Accepted by {typed_name}:\n{body}"
+    return text + (f"\nTerms of use: {terms}" if terms else "")

@@ -209,3 +209,29 @@ def test_given_two_sets_of_one_account_when_pushed_then_applied_in_acceptance_or
     assert set_state(ctx, first)[0] == "applied"
     assert set_state(ctx, second)[0] == "conflict"
     assert sf.Account.get(admin.account)["BillingCity"] == "First"
+
+
+def test_given_an_admin_revoked_after_accepting_when_pushed_then_accepted_sent_staged_dropped(
+    ctx, sf
+):
+    from sync.changes.staging import FieldEdit, list_staged, stage_account_fields
+    from sync.pull import pull_mapping
+
+    admin = pick_admin(sf)
+    set_id = accept_direct(ctx, admin, fields={"billing_city": "Accepted Before"})
+    with ctx.engine.begin() as conn:
+        edit = FieldEdit("billing_state", "State", None, "Staged Only")
+        stage_account_fields(conn, admin.contact, admin.account, [edit], dt.datetime.now(dt.UTC))
+    # The CSM takes the role away; the pull brings the revocation in.
+    sf.AccountContactRole.delete(admin.role)
+    pull_mapping(ctx, "account_contact_roles")
+
+    report = push_pending(ctx)
+
+    assert report.dropped_staged == 1 and report.pushed == 1
+    assert set_state(ctx, set_id)[0] == "applied"  # it was authorized when accepted
+    account = sf.Account.get(admin.account)
+    assert account["BillingCity"] == "Accepted Before"
+    assert account["BillingState"] != "Staged Only"
+    with ctx.engine.connect() as conn:
+        assert list_staged(conn, admin.contact, admin.account) == []

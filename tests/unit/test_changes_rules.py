@@ -107,6 +107,9 @@ def test_given_changes_when_worded_then_people_can_read_them():
     assert summary_text(["Phone: a -> b", "City: c -> d"], typed_name="Ada Admin") == (
         "Accepted by Ada Admin:\n- Phone: a -> b\n- City: c -> d"
     )
+    assert summary_text(["x"], typed_name="A B", terms="sha256:0123").endswith(
+        "\n- x\nTerms of use: sha256:0123"
+    )
 
 
 def test_given_emails_and_lengths_when_checked_then_clear_messages():
