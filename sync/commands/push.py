@@ -11,7 +11,6 @@ import argparse
 import datetime as dt
 import getpass
 import json
-import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -22,6 +21,8 @@ from sync.commands.pull import (
     EXIT_LIMIT,
     EXIT_OK,
     StartupError,
+    _err,
+    _out,
     open_context,
     utcnow,
 )
@@ -29,14 +30,6 @@ from sync.crm.errors import CrmError
 from sync.db.engine import make_engine, upgrade
 from sync.push import push_pending
 from sync.settings import Settings
-
-
-def _err(text: str) -> None:
-    sys.stderr.write(f"billing-sync: {text}\n")
-
-
-def _out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
 
 
 def push_command(args: argparse.Namespace, settings: Settings) -> int:

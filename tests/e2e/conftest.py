@@ -1,14 +1,22 @@
-"""Fixtures of the end-to-end tests: the ``billing-sync`` command as a process."""
+"""Fixtures shared by the end-to-end tests: the CLI, the portal scenario, worker processes."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import redis
+from sqlalchemy import Engine
+
+from sync.portal.server import PortalServer
+from tests.support.portal_data import World, build_world, portal_settings
+from tests.support.workers import Services
 
 
 def billing_sync() -> list[str]:
@@ -39,3 +47,40 @@ def run(
         )
 
     return run_cli
+
+
+@pytest.fixture
+def world(engine: Engine) -> World:
+    """The standard portal scenario (accounts, admins, records) in the test's database."""
+    return build_world(engine)
+
+
+@pytest.fixture
+def client(engine: Engine) -> Iterator[httpx.Client]:
+    """An HTTP client of a portal served from the test's database (redirects not followed)."""
+    with (
+        PortalServer(portal_settings(), engine) as server,
+        httpx.Client(base_url=server.url or "", follow_redirects=False) as http,
+    ):
+        yield http
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    """A fresh Redis key prefix for one test; its keys are deleted afterwards."""
+    value = f"bs-test-{uuid.uuid4().hex[:10]}"
+    yield value
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"{value}:*", count=500):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    """Celery worker and beat processes of one test, all stopped at the end."""
+    stack = Services(env={}, workdir=tmp_path)
+    yield stack
+    stack.stop_all()

@@ -8,29 +8,13 @@ import datetime as dt
 import re
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from sync.changes.staging import drop_revoked
 from sync.db.models import AccountContactRole, ChangeSet, StagedChange
-from sync.portal.server import PortalServer
-from tests.support.portal_data import World, build_world, link_path, portal_settings
+from tests.support.portal_data import link_path
 
 PHONE_FORM = {"phone": "555 444 3333", "seen_phone": ""}
-
-
-@pytest.fixture
-def world(engine) -> World:
-    return build_world(engine)
-
-
-@pytest.fixture
-def client(engine):
-    with (
-        PortalServer(portal_settings(), engine) as server,
-        httpx.Client(base_url=server.url or "", follow_redirects=False) as http,
-    ):
-        yield http
 
 
 def sign_in(client: httpx.Client, contact: str) -> str:

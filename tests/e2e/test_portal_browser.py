@@ -5,31 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sync.db.engine import make_engine, upgrade
 from sync.portal.server import PortalServer
+from tests.support.browser import chromium, needs_chromium
 from tests.support.portal_data import World, build_world, link_path, portal_settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="/usr/bin/chromium is missing: run `make browser`"
-    ),
-]
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -49,14 +34,8 @@ def portal(sqlite_database_url) -> Iterator[tuple[str, World]]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _cells(page: Any, column: int) -> list[str]:

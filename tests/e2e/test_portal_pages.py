@@ -11,21 +11,7 @@ import pytest
 from sync.db.models import AccountContactRole, Order
 from sync.portal.app import create_app
 from sync.portal.server import PortalServer
-from tests.support.portal_data import World, build_world, link_path, portal_settings
-
-
-@pytest.fixture
-def world(engine) -> World:
-    return build_world(engine)
-
-
-@pytest.fixture
-def client(engine):
-    with (
-        PortalServer(portal_settings(), engine) as server,
-        httpx.Client(base_url=server.url or "", follow_redirects=False) as http,
-    ):
-        yield http
+from tests.support.portal_data import link_path, portal_settings
 
 
 def sign_in(client: httpx.Client, contact: str) -> None:

@@ -14,24 +14,10 @@ from sqlalchemy import func, select
 from sync.db.models import Account, Invoice, InvoiceLine, Order
 from sync.portal.links import ENTER_PATH, PortalSigner
 from sync.portal.server import PortalServer
-from tests.support.portal_data import SECRET, World, build_world, link_path, portal_settings
+from tests.support.portal_data import SECRET, World, link_path, portal_settings
 
 SIGN_IN = "Sign in through the community portal"
 PAGES = ["/portal/", "/portal/orders", "/portal/account", "/portal/invoices", "/portal/accounts"]
-
-
-@pytest.fixture
-def world(engine) -> World:
-    return build_world(engine)
-
-
-@pytest.fixture
-def client(engine):
-    with (
-        PortalServer(portal_settings(), engine) as server,
-        httpx.Client(base_url=server.url or "", follow_redirects=False) as http,
-    ):
-        yield http
 
 
 def sign_in(client: httpx.Client, contact: str) -> str:

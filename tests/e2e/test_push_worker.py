@@ -3,12 +3,9 @@ SIGKILL in the middle of a push loses and duplicates nothing."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 from simple_salesforce import format_soql
 from sqlalchemy import Engine, text
 
@@ -17,7 +14,7 @@ from sync.pull import pull_all
 from tests.support.changes import accept_direct, authorizations, pick_admin
 from tests.support.pull import make_context
 from tests.support.sandbox import running_sandbox, set_faults
-from tests.support.workers import Services, salesforce, service_env, wait_until
+from tests.support.workers import salesforce, service_env, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -29,30 +26,11 @@ def sandbox() -> Iterator[str]:
 
 
 @pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    value = f"bs-push-{uuid.uuid4().hex[:10]}"
-    yield value
-    client = redis.Redis.from_url(redis_url)
-    try:
-        for key in client.scan_iter(match=f"{value}:*", count=500):
-            client.delete(key)
-    finally:
-        client.close()
-
-
-@pytest.fixture
 def db(pg_database_url: str) -> Iterator[tuple[str, Engine]]:
     engine = make_engine(pg_database_url)
     upgrade(engine)
     yield pg_database_url, engine
     engine.dispose()
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    stack = Services(env={}, workdir=tmp_path)
-    yield stack
-    stack.stop_all()
 
 
 def test_given_a_worker_killed_mid_push_when_another_starts_then_applied_exactly_once(

@@ -17,7 +17,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -27,7 +26,6 @@ from sync.db.engine import make_engine, upgrade
 from tests.support.sandbox import reseed, running_sandbox, sandbox_stats, set_faults
 from tests.support.workers import (
     BIN,
-    Services,
     duplicate_sfids,
     free_port,
     overlapping_passes,
@@ -55,31 +53,12 @@ def crm(sandbox: str) -> str:
 
 
 @pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    value = f"bs-test-{uuid.uuid4().hex[:10]}"
-    yield value
-    client = redis.Redis.from_url(redis_url)
-    try:
-        for key in client.scan_iter(match=f"{value}:*", count=500):
-            client.delete(key)
-    finally:
-        client.close()
-
-
-@pytest.fixture
 def db(pg_database_url: str) -> Iterator[tuple[str, Engine]]:
     url = f"{pg_database_url}&application_name=bs_{uuid.uuid4().hex[:10]}"
     engine = make_engine(url)
     upgrade(engine)
     yield url, engine
     engine.dispose()
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    stack = Services(env={}, workdir=tmp_path)
-    yield stack
-    stack.stop_all()
 
 
 def utcnow() -> dt.datetime:
