@@ -58,6 +58,9 @@ class Settings:
     reconcile_interval: float = 3600.0
     push_interval: float = 10.0
     task_time_limit: float = 1800.0
+    # --- monitoring
+    ops_token: str | None = field(default=None, repr=False)
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +99,8 @@ class Settings:
             ),
             push_interval=_float(env, "BILLING_SYNC_PUSH_INTERVAL", 10.0, 0.5, 86400.0),
             task_time_limit=_float(env, "BILLING_SYNC_TASK_TIME_LIMIT", 1800.0, 10.0, 86400.0),
+            ops_token=_ops_token(opt("BILLING_SYNC_OPS_TOKEN")),
+            log_format=_log_format(opt("BILLING_SYNC_LOG_FORMAT")),
         )
 
     def with_(self, **changes: Any) -> Settings:
@@ -120,6 +125,19 @@ class Settings:
         if len(self.portal_secret) < 16:
             raise SettingsError("BILLING_SYNC_PORTAL_SECRET must be at least 16 characters")
         return self.portal_secret
+
+
+def _ops_token(raw: str | None) -> str | None:
+    if raw is not None and len(raw) < 16:
+        raise SettingsError("BILLING_SYNC_OPS_TOKEN must be at least 16 characters")
+    return raw
+
+
+def _log_format(raw: str | None) -> str:
+    value = (raw or "text").lower()
+    if value not in ("text", "json"):
+        raise SettingsError(f"BILLING_SYNC_LOG_FORMAT={raw!r} must be text or json")
+    return value
 
 
 def demo_secret() -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
+    Double,
     Index,
     Integer,
     MetaData,
@@ -252,7 +253,10 @@ class SyncPass(Base):
     """History: one row per pull pass of one mapping."""
 
     __tablename__ = "sync_passes"
-    __table_args__ = (Index("ix_sync_passes_mapping_started", "mapping", "started_at"),)
+    __table_args__ = (
+        Index("ix_sync_passes_mapping_started", "mapping", "started_at"),
+        Index("ix_sync_passes_started_at", "started_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     mapping: Mapped[str] = mapped_column(String(80))
@@ -392,3 +396,21 @@ class AuditEntry(Base):
     account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
     change_set_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+# --- monitoring ------------------------------------------------------------------------
+
+
+class MetricCounter(Base):
+    """One series of a counter (or a histogram part) summed over every process.
+
+    ``labels`` is the canonical ``k=v`` string of :func:`sync.monitoring.counters.label_string`.
+    Processes add their increments every few seconds; ``/metrics`` reads them all.
+    """
+
+    __tablename__ = "metric_counters"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(500), primary_key=True)
+    value: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -26,6 +26,8 @@ from sync.portal.middleware import (
     SecurityHeadersMiddleware,
     ServerTimingMiddleware,
 )
+from sync.portal.monitoring import Monitor, RequestMetricsMiddleware
+from sync.portal.ops import OpsPages
 from sync.portal.pages import Portal
 from sync.settings import Settings
 
@@ -63,8 +65,9 @@ def create_app(
     *,
     session_ttl: float = DEFAULT_SESSION_TTL,
     clock: Clock = utc_now,
+    monitor: Monitor | None = None,
 ) -> Starlette:
-    """The portal as an ASGI app.
+    """The portal as an ASGI app, with ``/metrics`` and (with an ops token) ``/ops/``.
 
     Args:
         settings: needs ``portal_secret`` (16+ characters); ``billing_admin_role`` and
@@ -72,6 +75,8 @@ def create_app(
         engine: the billing database (migrated).
         session_ttl: lifetime of a portal session in seconds.
         clock: the current time (tests pass a frozen or moving clock).
+        monitor: what ``/metrics`` and ``/ops/`` read (default: one over ``engine``
+            and the mapping files of ``settings``).
 
     Raises:
         SettingsError: ``BILLING_SYNC_PORTAL_SECRET`` is unset or too short.
@@ -101,6 +106,13 @@ def create_app(
         route("/portal/invoices/{sfid}/pdf", portal.invoice_pdf, ["GET"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
+    # --- monitoring: /metrics always; the ops dashboard only with BILLING_SYNC_OPS_TOKEN.
+    monitor = monitor or Monitor(settings, engine, clock=clock)
+    routes.append(Route("/metrics", monitor.metrics, methods=["GET"]))
+    if settings.ops_token:
+        static: Callable[[str], str] = portal.env.globals["static"]  # type: ignore[assignment]
+        ops = OpsPages(settings.ops_token, monitor, static)
+        routes.extend(ops.routes())
 
     def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -118,6 +130,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(RequestMetricsMiddleware, routes=lambda: routes),
             Middleware(ServerTimingMiddleware),
             Middleware(SecurityHeadersMiddleware),
             Middleware(ErrorPageMiddleware, page=server_error),
@@ -125,4 +138,5 @@ def create_app(
         exception_handlers={HTTPException: http_error},
     )
     app.state.portal = portal
+    app.state.monitor = monitor
     return app
