@@ -112,22 +112,27 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-        elapsed: float | None = None
+        recorded = False
+
+        def record(status: int) -> None:
+            nonlocal recorded
+            recorded = True
+            seconds = time.perf_counter() - started
+            route = route_template(self.routes(), scope)
+            counters.BUFFER.inc(counters.PORTAL_REQUESTS, {"route": route, "status": str(status)})
+            counters.BUFFER.observe(
+                counters.PORTAL_DURATION, {"route": route}, seconds, counters.PORTAL_BUCKETS
+            )
 
         async def timed_send(message: Message) -> None:
-            nonlocal status, elapsed
+            # Recorded when the headers leave, before the body: a client that has the
+            # whole answer can rely on the request being counted.
             if message["type"] == "http.response.start":
-                status = int(message["status"])
-                elapsed = time.perf_counter() - started
+                record(int(message["status"]))
             await send(message)
 
         try:
             await self.app(scope, receive, timed_send)
         finally:
-            route = route_template(self.routes(), scope)
-            seconds = elapsed if elapsed is not None else time.perf_counter() - started
-            counters.BUFFER.inc(counters.PORTAL_REQUESTS, {"route": route, "status": str(status)})
-            counters.BUFFER.observe(
-                counters.PORTAL_DURATION, {"route": route}, seconds, counters.PORTAL_BUCKETS
-            )
+            if not recorded:
+                record(500)
