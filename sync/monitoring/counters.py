@@ -112,6 +112,11 @@ class CounterBuffer:
         with self._lock:
             self._usage = (used, limit)
 
+    def pending(self) -> bool:
+        """True when something waits to be flushed."""
+        with self._lock:
+            return bool(self._adds or self._maxima or self._usage)
+
     def drain(self) -> Drained:
         """Take everything recorded so far (the buffer is empty afterwards)."""
         with self._lock:

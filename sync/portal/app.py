@@ -26,7 +26,7 @@ from sync.portal.middleware import (
     SecurityHeadersMiddleware,
     ServerTimingMiddleware,
 )
-from sync.portal.monitoring import Monitor, RequestMetricsMiddleware
+from sync.portal.monitoring import Monitor, RequestIdMiddleware, RequestMetricsMiddleware
 from sync.portal.ops import OpsPages
 from sync.portal.pages import Portal
 from sync.settings import Settings
@@ -131,6 +131,7 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(RequestMetricsMiddleware, routes=lambda: routes),
+            Middleware(RequestIdMiddleware),
             Middleware(ServerTimingMiddleware),
             Middleware(SecurityHeadersMiddleware),
             Middleware(ErrorPageMiddleware, page=server_error),

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 import redis
 from sqlalchemy import Engine
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route
@@ -24,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingSet
-from sync.monitoring import counters, metrics, snapshot
+from sync.monitoring import counters, logs, metrics, snapshot
 from sync.monitoring.flush import flush
 from sync.service.locks import redis_client
 from sync.settings import Settings
@@ -98,6 +101,35 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
             if isinstance(route, Mount):
                 return route.path or "/"
     return "unmatched"
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class RequestIdMiddleware:
+    """Gives every request an id: logged with each record, sent back as ``X-Request-ID``.
+
+    A well-formed ``X-Request-ID`` from the proxy in front is kept, so one id follows
+    the request through both logs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = Headers(scope=scope).get("x-request-id", "")
+        request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex[:16]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        with logs.log_context(request_id=request_id):
+            await self.app(scope, receive, send_with_id)
 
 
 class RequestMetricsMiddleware:
