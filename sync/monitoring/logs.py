@@ -124,7 +124,8 @@ class _TextFormatter(logging.Formatter):
 
 class _JsonFormatter(JsonFormatter):
     def formatException(self, ei: Any) -> str:
-        return redact(super().formatException(ei))
+        text = super().formatException(ei)
+        return redact(text if isinstance(text, str) else "\n".join(text))
 
 
 def json_formatter() -> logging.Formatter:
