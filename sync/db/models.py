@@ -414,3 +414,7 @@ class MetricCounter(Base):
     labels: Mapped[str] = mapped_column(String(500), primary_key=True)
     value: Mapped[float] = mapped_column(Double)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# /metrics counts change sets per state, with each state's latest update, at every scrape.
+Index("ix_change_sets_state_updated", ChangeSet.state, ChangeSet.updated_at)

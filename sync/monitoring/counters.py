@@ -81,6 +81,10 @@ class CounterBuffer:
     """Thread-safe tallies of one process, waiting to be flushed."""
 
     def __init__(self) -> None:
+        # Held by a flush from draining until its transaction ends, and by a reader
+        # adding the pending tallies to what the database holds: a reader never sees a
+        # tally in neither place (a counter must never go down) nor in both.
+        self.flush_lock = threading.Lock()
         self._lock = threading.Lock()
         self._adds: dict[Key, float] = {}
         self._maxima: dict[Key, float] = {}
@@ -116,6 +120,11 @@ class CounterBuffer:
         """True when something waits to be flushed."""
         with self._lock:
             return bool(self._adds or self._maxima or self._usage)
+
+    def peek(self) -> tuple[Drained, tuple[int, int] | None]:
+        """Copies of what waits to be flushed (the buffer keeps it)."""
+        with self._lock:
+            return Drained(dict(self._adds), dict(self._maxima)), self._usage
 
     def drain(self) -> Drained:
         """Take everything recorded so far (the buffer is empty afterwards)."""

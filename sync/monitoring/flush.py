@@ -2,8 +2,9 @@
 
 Every process that talks to the CRM or serves the portal runs a :class:`Flusher`
 (``billing-sync run``, Celery workers, the one-shot commands flush once at the end).
-``/metrics`` flushes its own process's tallies before reading, so what the web process
-itself did is never late; other processes' tallies are at most one period old.
+``/metrics`` adds its own process's pending tallies to what it reads (without writing),
+so what the web process itself did is never late; other processes' tallies are at most
+one period old.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def flush(
         attempt.
     """
     now = now or utc_now()
+    with buffer.flush_lock:
+        return _flush(engine, buffer, now)
+
+
+def _flush(engine: Engine, buffer: CounterBuffer, now: dt.datetime) -> bool:
     drained = buffer.drain()
     usage = buffer.take_usage()
     if not drained and usage is None:

@@ -46,13 +46,20 @@ KNOWN_ERROR_CODES: tuple[str, ...] = (
     "CONNECTION_ERROR",
 )
 
-StoredSeries = dict[tuple[str, str], float]
+StoredSeries = dict[str, list[tuple[dict[str, str], float]]]
+"""Stored series by name: (labels, value) pairs, labels parsed once per scrape."""
+
+
+def index_series(stored: dict[tuple[str, str], float]) -> StoredSeries:
+    """The snapshot's stored counters grouped by series name."""
+    grouped: StoredSeries = defaultdict(list)
+    for (name, labels), value in stored.items():
+        grouped[name].append((counters.parse_label_string(labels), value))
+    return grouped
 
 
 def _series(stored: StoredSeries, name: str) -> Iterator[tuple[dict[str, str], float]]:
-    for (series, labels), value in stored.items():
-        if series == name:
-            yield counters.parse_label_string(labels), value
+    yield from stored.get(name, ())
 
 
 def _counter(
@@ -120,7 +127,7 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     """Every metric family of ``snap``."""
     names = [m.name for m in snap.mappings]
     per_mapping = [{"mapping": n} for n in names]
-    stored = snap.counters
+    stored = index_series(snap.counters)
 
     lag = GaugeMetricFamily(
         "billing_sync_mapping_lag_seconds",

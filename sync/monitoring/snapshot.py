@@ -10,22 +10,22 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 import redis
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine
 
 from sync.db import repo, service_state
 from sync.db.repo import monitoring as monitoring_repo
-from sync.db.repo.metrics import read_counters
 from sync.mapping.spec import MappingSet
 from sync.monitoring import counters
 from sync.service import budget as budget_rules
 from sync.service import heartbeats
-from sync.service.jobs import budget_policy, read_budget
+from sync.service.jobs import budget_policy
 from sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -127,13 +127,186 @@ class Snapshot:
         return sum(1 for hb in self.workers if hb.role == role and hb.age(self.now) < ALIVE_AGE)
 
 
-def _usage(engine: Engine, state: budget_rules.BudgetState) -> tuple[int, int] | None:
-    doc = service_state.read(engine, service_state.API_USAGE_KEY)
+def _usage(doc: dict[str, Any], state: budget_rules.BudgetState) -> tuple[int, int] | None:
     if doc and doc.get("max"):
         return int(doc["used"]), int(doc["max"])
     if state.org_max:
         return int(state.org_used or 0), int(state.org_max)
     return None
+
+
+RECOUNT_AFTER = 60.0
+"""Seconds after which a table's row counts are read again even if nothing says it changed."""
+
+
+@dataclass
+class _Counted:
+    fingerprint: tuple[object, ...]
+    at: dt.datetime
+    value: tuple[int, int]
+
+
+class SnapshotReader:
+    """Reads snapshots, re-reading the expensive aggregates only when their rows changed.
+
+    Counting a mirrored table's rows, and the push latencies of every applied change
+    set, cost time in proportion to the rows. Both are kept between scrapes with a cheap
+    fingerprint: for a table, its mapping's ``sync_state.updated_at`` (every page a pass
+    stores moves it, in the same transaction, and so does the pass's end), and at most
+    :data:`RECOUNT_AFTER` seconds of age (for writes that leave the state alone, such as
+    a reconcile's tombstones); for the push latencies, the number of applied change sets
+    and their latest ``updated_at``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        mappings: MappingSet,
+        *,
+        pending: counters.CounterBuffer | None = None,
+    ) -> None:
+        """Prepare to read.
+
+        Args:
+            settings: the settings (interval, budget share, Redis prefix).
+            engine: the billing database.
+            mappings: the deployment's mappings (their names and tables).
+            pending: this process's buffer; its tallies not flushed yet are added to the
+                stored ones, so the reading process's own counts are never late.
+        """
+        self.settings = settings
+        self.engine = engine
+        self.mappings = mappings
+        self.pending = pending
+        self._counts: dict[str, _Counted] = {}
+        self._push: tuple[tuple[object, ...], monitoring_repo.HistogramData] | None = None
+        self._lock = threading.Lock()
+
+    def take(self, *, now: dt.datetime, redis_client: redis.Redis | None = None) -> Snapshot:
+        """Read the deployment's state.
+
+        Args:
+            now: the current time.
+            redis_client: where the Celery workers' heartbeats are (None: no broker).
+        """
+        with self._lock:
+            return self._take(now, redis_client)
+
+    def _aggregates(
+        self, conn: Connection
+    ) -> tuple[monitoring_repo.ScrapeAggregates, tuple[int, int] | None]:
+        if self.pending is None:
+            return monitoring_repo.scrape_aggregates(conn), None
+        with self.pending.flush_lock:
+            aggregates = monitoring_repo.scrape_aggregates(conn)
+            waiting, usage = self.pending.peek()
+        stored = aggregates.counters
+        for key, amount in waiting.adds.items():
+            stored[key] = stored.get(key, 0.0) + amount
+        for key, value in waiting.maxima.items():
+            stored[key] = max(stored.get(key, value), value)
+        return aggregates, usage
+
+    def _take(self, now: dt.datetime, redis_client: redis.Redis | None) -> Snapshot:
+        settings, engine, mappings = self.settings, self.engine, self.mappings
+        names: Sequence[str] = mappings.names
+        tables = {n: mappings[n].table for n in names}
+        with engine.connect() as conn:
+            states = repo.all_states(conn)
+            aggregates, pending_usage = self._aggregates(conn)
+            errors = aggregates.record_errors
+            stored = aggregates.counters
+            outbox = aggregates.outbox
+            oldest = aggregates.oldest_pending
+            fingerprints = {
+                name: (getattr(states.get(name), "updated_at", None),) for name in tables
+            }
+            stale = [
+                name
+                for name, print_ in fingerprints.items()
+                if (cached := self._counts.get(name)) is None
+                or cached.fingerprint != print_
+                or abs((now - cached.at).total_seconds()) > RECOUNT_AFTER
+            ]
+            if stale:
+                fresh = monitoring_repo.record_counts(conn, [tables[n] for n in stale])
+                for name in stale:
+                    self._counts[name] = _Counted(
+                        fingerprints[name], now, fresh.get(tables[name], (0, 0))
+                    )
+            push_print = (outbox.counts["applied"], outbox.last_update["applied"])
+            if self._push is None or self._push[0] != push_print:
+                self._push = (
+                    push_print,
+                    monitoring_repo.push_durations(conn, counters.PUSH_BUCKETS),
+                )
+            push = self._push[1]
+            documents = monitoring_repo.service_documents(
+                conn,
+                [service_state.BUDGET_KEY, service_state.API_USAGE_KEY],
+                service_state.HEARTBEAT_PREFIX,
+            )
+        budget_state = budget_rules.BudgetState.from_dict(
+            documents.get(service_state.BUDGET_KEY, ({}, now))[0]
+        )
+        decision = budget_rules.decide(budget_state, budget_policy(settings, len(names)), now)
+        workers: list[heartbeats.Heartbeat] = []
+        broker_error = None
+        if redis_client is not None:
+            try:
+                workers = heartbeats.read_redis(redis_client, settings.redis_prefix)
+            except redis.RedisError as exc:
+                broker_error = f"{type(exc).__name__}: {exc}"
+        for key, (doc, _) in documents.items():
+            if not key.startswith(service_state.HEARTBEAT_PREFIX):
+                continue
+            try:
+                beat = heartbeats.Heartbeat.from_dict(doc)
+            except (ValueError, KeyError, TypeError):
+                continue
+            if beat.age(now) <= STALE_BEAT:
+                workers.append(beat)
+        views = []
+        for name in names:
+            state = states.get(name) or repo.MappingState(name)
+            live, deleted = self._counts[name].value
+            success = stored.get((counters.LAST_SUCCESS, counters.label_string({"mapping": name})))
+            views.append(
+                MappingView(
+                    name=name,
+                    table=tables[name],
+                    paused=state.paused,
+                    watermark=state.watermark,
+                    lag_seconds=(
+                        max(0.0, (now - state.watermark).total_seconds())
+                        if state.watermark
+                        else None
+                    ),
+                    live=live,
+                    deleted=deleted,
+                    record_errors=errors.get(name, 0),
+                    last_success=dt.datetime.fromtimestamp(success, dt.UTC) if success else None,
+                    last_pass_at=state.last_pass_finished_at or state.last_pass_started_at,
+                    last_outcome=state.last_outcome,
+                    last_error=state.last_error,
+                )
+            )
+        return Snapshot(
+            now=now,
+            version=version(),
+            mappings=views,
+            counters=stored,
+            outbox=outbox.counts,
+            oldest_pending=oldest,
+            push=push,
+            budget=budget_state,
+            decision=decision,
+            api_usage=pending_usage
+            or _usage(documents.get(service_state.API_USAGE_KEY, ({}, now))[0], budget_state),
+            workers=workers,
+            broker_error=broker_error,
+        )
 
 
 def take(
@@ -144,72 +317,5 @@ def take(
     now: dt.datetime,
     redis_client: redis.Redis | None = None,
 ) -> Snapshot:
-    """Read the deployment's state.
-
-    Args:
-        settings: the settings (interval, budget share).
-        engine: the billing database.
-        mappings: the deployment's mappings (their names and tables).
-        now: the current time.
-        redis_client: where the Celery workers' heartbeats are (None: no broker).
-    """
-    names: Sequence[str] = mappings.names
-    with engine.connect() as conn:
-        states = repo.all_states(conn)
-        errors = repo.record_error_counts(conn)
-        rows = monitoring_repo.record_counts(conn, [mappings[n].table for n in names])
-        stored = read_counters(conn)
-        outbox = monitoring_repo.outbox_counts(conn)
-        oldest = monitoring_repo.oldest_pending(conn)
-        push = monitoring_repo.push_durations(conn, counters.PUSH_BUCKETS)
-    budget_state = read_budget(engine)
-    decision = budget_rules.decide(budget_state, budget_policy(settings, len(names)), now)
-    workers: list[heartbeats.Heartbeat] = []
-    broker_error = None
-    if redis_client is not None:
-        try:
-            workers = heartbeats.read_redis(redis_client, settings.redis_prefix)
-        except redis.RedisError as exc:
-            broker_error = f"{type(exc).__name__}: {exc}"
-    try:
-        workers += heartbeats.read_db(engine, now, max_age=STALE_BEAT)
-    except SQLAlchemyError as exc:
-        log.warning("heartbeats in the database unreadable: %s", exc)
-    views = []
-    for name in names:
-        state = states.get(name) or repo.MappingState(name)
-        table = mappings[name].table
-        live, deleted = rows.get(table, (0, 0))
-        success = stored.get((counters.LAST_SUCCESS, counters.label_string({"mapping": name})))
-        views.append(
-            MappingView(
-                name=name,
-                table=table,
-                paused=state.paused,
-                watermark=state.watermark,
-                lag_seconds=(
-                    max(0.0, (now - state.watermark).total_seconds()) if state.watermark else None
-                ),
-                live=live,
-                deleted=deleted,
-                record_errors=errors.get(name, 0),
-                last_success=dt.datetime.fromtimestamp(success, dt.UTC) if success else None,
-                last_pass_at=state.last_pass_finished_at or state.last_pass_started_at,
-                last_outcome=state.last_outcome,
-                last_error=state.last_error,
-            )
-        )
-    return Snapshot(
-        now=now,
-        version=version(),
-        mappings=views,
-        counters=stored,
-        outbox=outbox,
-        oldest_pending=oldest,
-        push=push,
-        budget=budget_state,
-        decision=decision,
-        api_usage=_usage(engine, budget_state),
-        workers=workers,
-        broker_error=broker_error,
-    )
+    """One snapshot, everything read afresh (see :class:`SnapshotReader` for repeated use)."""
+    return SnapshotReader(settings, engine, mappings).take(now=now, redis_client=redis_client)

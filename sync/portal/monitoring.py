@@ -28,7 +28,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingSet
 from sync.monitoring import counters, logs, metrics, snapshot
-from sync.monitoring.flush import flush
 from sync.service.locks import redis_client
 from sync.settings import Settings
 
@@ -51,6 +50,7 @@ class Monitor:
         self.clock = clock
         self._mappings = mappings
         self._redis: redis.Redis | None = None
+        self._reader: snapshot.SnapshotReader | None = None
         self._lock = threading.Lock()
 
     @property
@@ -69,16 +69,18 @@ class Monitor:
                 self._redis = redis_client(self.settings.broker_url)
             return self._redis
 
+    def _snapshot_reader(self) -> snapshot.SnapshotReader:
+        mappings = self.mappings
+        with self._lock:
+            if self._reader is None:
+                self._reader = snapshot.SnapshotReader(
+                    self.settings, self.engine, mappings, pending=counters.BUFFER
+                )
+            return self._reader
+
     def snapshot(self) -> snapshot.Snapshot:
-        """This process's tallies flushed, then the deployment's state read."""
-        flush(self.engine, now=self.clock())
-        return snapshot.take(
-            self.settings,
-            self.engine,
-            self.mappings,
-            now=self.clock(),
-            redis_client=self._redis_client(),
-        )
+        """The deployment's state, this process's tallies not flushed yet included."""
+        return self._snapshot_reader().take(now=self.clock(), redis_client=self._redis_client())
 
     def close(self) -> None:
         with self._lock:

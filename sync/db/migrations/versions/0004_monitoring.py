@@ -1,4 +1,4 @@
-"""monitoring: counters summed over every process, pass history by start time
+"""monitoring: counters summed over every process, pass history by start time, outbox by state
 
 Revision ID: 0004
 Revises: 0003
@@ -28,6 +28,11 @@ def upgrade() -> None:
         sa.Column("updated_at", sync.db.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("name", "labels", name=op.f("pk_metric_counters")),
     )
+    # /metrics counts change sets per state (and their latest update) on every scrape.
+    with op.batch_alter_table("change_sets", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_change_sets_state_updated", ["state", "updated_at"], unique=False
+        )
     # The ops dashboard charts the last 24 hours of passes of every mapping.
     with op.batch_alter_table("sync_passes", schema=None) as batch_op:
         batch_op.create_index("ix_sync_passes_started_at", ["started_at"], unique=False)
@@ -36,4 +41,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("sync_passes", schema=None) as batch_op:
         batch_op.drop_index("ix_sync_passes_started_at")
+    with op.batch_alter_table("change_sets", schema=None) as batch_op:
+        batch_op.drop_index("ix_change_sets_state_updated")
     op.drop_table("metric_counters")
