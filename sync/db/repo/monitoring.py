@@ -97,31 +97,6 @@ class OutboxCounts:
     last_update: dict[str, dt.datetime | None]
 
 
-def outbox_counts(conn: Connection) -> OutboxCounts:
-    """Change sets per state, in one aggregate."""
-    counts = dict.fromkeys(OUTBOX_STATES, 0)
-    last: dict[str, dt.datetime | None] = dict.fromkeys(OUTBOX_STATES)
-    rows = conn.execute(
-        select(CHANGE_SETS.c.state, func.count(), func.max(CHANGE_SETS.c.updated_at)).group_by(
-            CHANGE_SETS.c.state
-        )
-    )
-    for state, n, updated in rows:
-        counts[str(state)] = int(n)
-        last[str(state)] = updated
-    return OutboxCounts(counts, last)
-
-
-def oldest_pending(conn: Connection) -> dt.datetime | None:
-    """When the oldest change set still waiting to be applied was accepted."""
-    value: dt.datetime | None = conn.execute(
-        select(func.min(CHANGE_SETS.c.accepted_at)).where(CHANGE_SETS.c.state.in_(PENDING_STATES))
-    ).scalar()
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)  # SQLite's min() bypasses the column type
-    return value
-
-
 def _seconds_between(conn: Connection, start: Any, end: Any) -> ColumnElement[Any]:
     if conn.dialect.name == "sqlite":
         return (func.julianday(end) - func.julianday(start)) * 86400.0
