@@ -135,8 +135,9 @@ def _usage(doc: dict[str, Any], state: budget_rules.BudgetState) -> tuple[int, i
     return None
 
 
-RECOUNT_AFTER = 60.0
-"""Seconds after which a table's row counts are read again even if nothing says it changed."""
+RECOUNT_AFTER = 300.0
+"""Seconds after which a table's row counts are read again even if nothing says it changed
+(one such table per scrape)."""
 
 
 @dataclass
@@ -152,10 +153,10 @@ class SnapshotReader:
     Counting a mirrored table's rows, and the push latencies of every applied change
     set, cost time in proportion to the rows. Both are kept between scrapes with a cheap
     fingerprint: for a table, its mapping's ``sync_state.updated_at`` (every page a pass
-    stores moves it, in the same transaction, and so does the pass's end), and at most
-    :data:`RECOUNT_AFTER` seconds of age (for writes that leave the state alone, such as
-    a reconcile's tombstones); for the push latencies, the number of applied change sets
-    and their latest ``updated_at``.
+    stores moves it, in the same transaction, and so does the pass's end), and an age of
+    at most :data:`RECOUNT_AFTER` seconds, refreshed one table per scrape (for writes
+    that leave the state alone, such as a reconcile's tombstones); for the push
+    latencies, the number of applied change sets and their latest ``updated_at``.
     """
 
     def __init__(
@@ -225,10 +226,19 @@ class SnapshotReader:
             stale = [
                 name
                 for name, print_ in fingerprints.items()
-                if (cached := self._counts.get(name)) is None
-                or cached.fingerprint != print_
-                or abs((now - cached.at).total_seconds()) > RECOUNT_AFTER
+                if (cached := self._counts.get(name)) is None or cached.fingerprint != print_
             ]
+            # Counts only too old (no pass since) are refreshed one table per scrape,
+            # the oldest first, so that no scrape pays for recounting everything.
+            aged = sorted(
+                (c.at, name)
+                for name, c in self._counts.items()
+                if name in tables
+                and name not in stale
+                and abs((now - c.at).total_seconds()) > RECOUNT_AFTER
+            )
+            if aged:
+                stale.append(aged[0][1])
             if stale:
                 fresh = monitoring_repo.record_counts(conn, [tables[n] for n in stale])
                 for name in stale:
