@@ -163,3 +163,41 @@ def test_given_a_change_set_when_it_moves_from_pending_to_applied_then_the_outbo
     assert value(applied, gauge, state="applied") == 1
     assert value(applied, "billing_sync_outbox_oldest_pending_seconds") == 0
     assert value(applied, "billing_sync_push_duration_seconds_count") == 1
+
+
+def test_given_a_sync_process_when_it_ends_then_its_crm_calls_are_in_the_database_and_logs_json(
+    crm_sandbox, sqlite_database_url
+):
+    import json
+    import os
+    import subprocess
+
+    from sync.db.engine import make_engine
+    from sync.db.repo.metrics import read_counters
+    from tests.e2e.test_pull_cli import billing_sync
+
+    env = {
+        **os.environ,
+        "SALESFORCE_INSTANCE_URL": crm_sandbox,
+        "BILLING_SYNC_DATABASE_URL": sqlite_database_url,
+        "BILLING_SYNC_LOG_FORMAT": "json",
+    }
+    env.pop("SALESFORCE_USERNAME", None)
+
+    result = subprocess.run(
+        [*billing_sync(), "-v", "sync"], env=env, capture_output=True, text=True, timeout=300
+    )
+
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert records and all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    assert "sandbox-token" not in result.stderr and "password" not in result.stderr.lower()
+    engine = make_engine(sqlite_database_url)
+    try:
+        with engine.connect() as conn:
+            stored = read_counters(conn)
+    finally:
+        engine.dispose()
+    calls = {k: v for k, v in stored.items() if k[0] == "billing_sync_crm_api_calls_total"}
+    assert sum(calls.values()) >= 11  # the start's describe plus a query per mapping
+    assert ("billing_sync_crm_api_calls_total", "endpoint=queryAll") in calls
