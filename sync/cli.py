@@ -123,23 +123,41 @@ def _load(target: str) -> Handler:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``billing-sync``; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG
-        if args.verbose > 1
-        else logging.INFO
-        if args.verbose
-        else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"billing-sync: {exc}", file=sys.stderr)
         return 2
+    from sync.monitoring import logs
+
+    logs.configure(level, settings.log_format)
     try:
         return _load(_HANDLERS[args.command])(args, settings)
     except KeyboardInterrupt:
         return 130
+    finally:
+        if args.command in _FLUSHED_COMMANDS:
+            _flush_metrics(settings)
+
+
+# One-shot commands that call the CRM: their call and error tallies go to the database
+# before the process ends (`run` and the Celery workers flush on their own).
+_FLUSHED_COMMANDS = frozenset({"sync", "push"})
+
+
+def _flush_metrics(settings: Settings) -> None:
+    from sync.db.engine import make_engine
+    from sync.monitoring.counters import BUFFER
+    from sync.monitoring.flush import flush
+
+    if not BUFFER.pending():
+        return
+    engine = make_engine(settings.database_url)
+    try:
+        flush(engine)
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -62,6 +62,9 @@ class Settings:
     terms_file: str | None = None
     payment_gateway: str | None = None
     push_lease: float = 60.0
+    # --- monitoring
+    ops_token: str | None = field(default=None, repr=False)
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +106,8 @@ class Settings:
             terms_file=opt("BILLING_SYNC_TERMS_FILE"),
             payment_gateway=opt("BILLING_SYNC_PAYMENT_GATEWAY"),
             push_lease=_float(env, "BILLING_SYNC_PUSH_LEASE", 60.0, 1.0, 3600.0),
+            ops_token=_ops_token(opt("BILLING_SYNC_OPS_TOKEN")),
+            log_format=_log_format(opt("BILLING_SYNC_LOG_FORMAT")),
         )
 
     def with_(self, **changes: Any) -> Settings:
@@ -127,6 +132,19 @@ class Settings:
         if len(self.portal_secret) < 16:
             raise SettingsError("BILLING_SYNC_PORTAL_SECRET must be at least 16 characters")
         return self.portal_secret
+
+
+def _ops_token(raw: str | None) -> str | None:
+    if raw is not None and len(raw) < 16:
+        raise SettingsError("BILLING_SYNC_OPS_TOKEN must be at least 16 characters")
+    return raw
+
+
+def _log_format(raw: str | None) -> str:
+    value = (raw or "text").lower()
+    if value not in ("text", "json"):
+        raise SettingsError(f"BILLING_SYNC_LOG_FORMAT={raw!r} must be text or json")
+    return value
 
 
 def demo_secret() -> str:

@@ -181,6 +181,9 @@ def _stop_heartbeats() -> None:
 @signals.worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
     _stop_heartbeats()
+    from workers import tasks
+
+    tasks.stop_flusher()  # a solo or threads pool has no process shutdown of its own
 
 
 @signals.beat_init.connect
@@ -200,6 +203,31 @@ def _on_worker_process_init(**_: Any) -> None:
     from workers import tasks
 
     tasks.reset_runtime()
+
+
+@signals.worker_process_shutdown.connect
+def _on_worker_process_shutdown(**_: Any) -> None:
+    # The CRM call tallies of this pool process since its last flush.
+    from workers import tasks
+
+    tasks.stop_flusher()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _on_setup_logger(logger: logging.Logger | None = None, **_: Any) -> None:
+    # BILLING_SYNC_LOG_FORMAT=json: one JSON object a line, like `billing-sync`; either
+    # way, the bound ids and the redaction of secrets apply to Celery's handlers too.
+    from sync.monitoring import logs
+
+    if logger is None:
+        return
+    for handler in logger.handlers:
+        if settings.log_format == "json":
+            logs.install(handler, "json")
+        else:
+            handler.addFilter(logs.ContextFilter())
+            handler.addFilter(logs.RedactingFilter())
 
 
 def send_push(celery_app: Celery = app) -> None:

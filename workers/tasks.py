@@ -20,6 +20,7 @@ from typing import Any
 
 from celery import Task
 
+from sync.monitoring.flush import Flusher
 from sync.service import jobs
 from sync.service.locks import RedisLocks, redis_client
 from workers.app import (
@@ -80,14 +81,35 @@ def runtime() -> jobs.Runtime:
             ttl=settings.lock_ttl,
         )
         _runtime = jobs.Runtime(settings=settings, ctx=ctx, locks=locks)
+        _start_flusher(ctx.engine)
         return _runtime
+
+
+_flusher: Flusher | None = None
+
+
+def _start_flusher(engine: Any) -> None:
+    """Flush this process's CRM call tallies to the database every few seconds."""
+    global _flusher
+    if _flusher is None:
+        _flusher = Flusher(engine)
+        _flusher.start()
+
+
+def stop_flusher() -> None:
+    """Stop flushing (the tallies left are written once more)."""
+    global _flusher
+    if _flusher is not None:
+        _flusher.stop()
+        _flusher = None
 
 
 def reset_runtime() -> None:
     """Forget the runtime (a forked pool process must not reuse its parent's)."""
-    global _runtime, _startup_failures, _startup_retry_at
+    global _runtime, _startup_failures, _startup_retry_at, _flusher
     with _runtime_lock:
         _runtime = None
+        _flusher = None  # a forked child has no thread of its parent's
         _startup_failures = 0
         _startup_retry_at = 0.0
 

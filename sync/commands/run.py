@@ -24,6 +24,7 @@ from sync.db.engine import make_engine, upgrade
 from sync.db.repo import set_paused
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingError
+from sync.monitoring.flush import Flusher
 from sync.service.jobs import Runtime, utc_now
 from sync.service.locks import LocalLocks
 from sync.service.scheduler import InProcessScheduler
@@ -101,9 +102,11 @@ def run_service(
     if ctx is None:
         ctx = SyncContext.from_settings(settings)
     scheduler = InProcessScheduler(Runtime(settings=settings, ctx=ctx, locks=LocalLocks()))
+    flusher = Flusher(ctx.engine)
     portal: Any = None
     try:
         url = None
+        flusher.start()
         if portal_available():
             portal = _portal(settings, ctx.engine, host, port, push_trigger=scheduler.trigger_push)
             url = portal.start()
@@ -115,6 +118,7 @@ def run_service(
         if portal is not None:
             portal.stop()
         scheduler.stop()
+        flusher.stop()
         if own_ctx:
             ctx.close()
     return 0
@@ -153,9 +157,11 @@ def serve_portal_only(
         _err("this installation has no portal; nothing to serve")
         return 1
     engine = make_engine(settings.database_url)
+    flusher = Flusher(engine)
     portal = None
     try:
         upgrade(engine)
+        flusher.start()
         portal = _portal(settings, engine, host, port, push_trigger=celery_push_trigger())
         url = portal.start()
         _say(f"billing-sync run: portal at {url}; background sync on Celery. Ctrl-C stops.")
@@ -163,6 +169,7 @@ def serve_portal_only(
     finally:
         if portal is not None:
             portal.stop()
+        flusher.stop()
         engine.dispose()
     return 0
 

@@ -17,6 +17,7 @@ policy in :mod:`sync.crm.retry`.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,10 +42,13 @@ from sync.crm.errors import (
 from sync.crm.retry import RetryPolicy
 from sync.crm.session import DEFAULT_TIMEOUT, CrmSession, make_session
 from sync.crm.soql import identifier
-from sync.crm.usage import LIMIT_INFO_HEADER, ApiUsage, parse_limit_info
+from sync.crm.usage import LIMIT_INFO_HEADER, ApiUsage, endpoint_name, parse_limit_info
+from sync.monitoring import counters
 from sync.settings import DEFAULT_API_VERSION
 
 logger = logging.getLogger("sync.crm")
+
+_CODE_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 """Methods whose request may be sent twice with the effect of once."""
@@ -66,6 +70,15 @@ def _json_default(value: Any) -> Any:
         # Exact digits: currency amounts must not pass through binary floating point.
         return orjson.Fragment(format(value, "f"))
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _transport_code(exc: requests.RequestException) -> str:
+    """The ``code`` label of a request that got no answer."""
+    if isinstance(exc, requests.Timeout):
+        return "TIMEOUT"
+    if isinstance(exc, requests.ConnectionError):
+        return "CONNECTION_ERROR"
+    return "TRANSPORT_ERROR"
 
 
 class CrmTransport:
@@ -232,11 +245,14 @@ class CrmTransport:
             )
         except requests.RequestException as exc:
             logger.debug("%s %s failed: %s", method, path, type(exc).__name__)
-            raise error_from_transport(exc, method=method, endpoint=path) from exc
+            error = error_from_transport(exc, method=method, endpoint=path)
+            counters.BUFFER.inc(counters.CRM_ERRORS, {"code": _transport_code(exc)})
+            raise error from exc
         usage = parse_limit_info(response.headers.get(LIMIT_INFO_HEADER))
         if usage is not None:
             with self._counter_lock:
                 self._api_usage = usage
+            counters.BUFFER.note_api_usage(usage.used, usage.max)
         logger.debug(
             "%s %s -> %s in %.3fs", method, path, response.status_code, time.monotonic() - started
         )
@@ -262,12 +278,16 @@ class CrmTransport:
             auth = self._renew(auth)
             response = self._send(auth, method, path, params=params, body=body, headers=headers)
             error = self._error(response, method, path) if response.status_code >= 300 else None
-        self._count(error)
+        self._count(error, path)
         if error is not None:
             raise error
-        return self._decode(response, method, path, expect_body=expect_body, shape=shape)
+        try:
+            return self._decode(response, method, path, expect_body=expect_body, shape=shape)
+        except MalformedResponseError:
+            counters.BUFFER.inc(counters.CRM_ERRORS, {"code": "MALFORMED_RESPONSE"})
+            raise
 
-    def _count(self, error: CrmError | None) -> None:
+    def _count(self, error: CrmError | None, path: str) -> None:
         # The org does not count requests refused for an invalid session or an exhausted
         # allowance: they never reached the API.
         if error is not None and error.resolution in (
@@ -277,6 +297,7 @@ class CrmTransport:
             return
         with self._counter_lock:
             self._api_calls += 1
+        counters.BUFFER.inc(counters.CRM_CALLS, {"endpoint": endpoint_name(path)})
 
     @staticmethod
     def _error(response: requests.Response, method: str, path: str) -> CrmError:
@@ -285,9 +306,14 @@ class CrmTransport:
             body, parsed = orjson.loads(content), True
         except orjson.JSONDecodeError:
             body, parsed = None, False
-        return error_from_answer(
+        error = error_from_answer(
             response.status_code, body, raw=content, parsed=parsed, method=method, endpoint=path
         )
+        # Salesforce's codes are a fixed vocabulary; whatever a proxy sends is trimmed so
+        # that it cannot grow the label set without bound.
+        code = _CODE_CHARS.sub("_", error.error_code or f"HTTP_{response.status_code}")[:60]
+        counters.BUFFER.inc(counters.CRM_ERRORS, {"code": code})
+        return error
 
     @staticmethod
     def _decode(

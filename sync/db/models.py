@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
+    Double,
     Index,
     Integer,
     MetaData,
@@ -252,7 +253,10 @@ class SyncPass(Base):
     """History: one row per pull pass of one mapping."""
 
     __tablename__ = "sync_passes"
-    __table_args__ = (Index("ix_sync_passes_mapping_started", "mapping", "started_at"),)
+    __table_args__ = (
+        Index("ix_sync_passes_mapping_started", "mapping", "started_at"),
+        Index("ix_sync_passes_started_at", "started_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     mapping: Mapped[str] = mapped_column(String(80))
@@ -393,3 +397,25 @@ class AuditEntry(Base):
     account_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
     change_set_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+# --- monitoring ------------------------------------------------------------------------
+
+
+class MetricCounter(Base):
+    """One series of a counter (or a histogram part) summed over every process.
+
+    ``labels`` is the canonical ``k=v`` string of :func:`sync.monitoring.counters.label_string`.
+    Processes add their increments every few seconds; ``/metrics`` reads them all.
+    """
+
+    __tablename__ = "metric_counters"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(500), primary_key=True)
+    value: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# /metrics counts change sets per state, with each state's latest update, at every scrape.
+Index("ix_change_sets_state_updated", ChangeSet.state, ChangeSet.updated_at)

@@ -26,6 +26,8 @@ from sync.portal.middleware import (
     SecurityHeadersMiddleware,
     ServerTimingMiddleware,
 )
+from sync.portal.monitoring import Monitor, RequestIdMiddleware, RequestMetricsMiddleware
+from sync.portal.ops import OpsPages
 from sync.portal.pages import Portal
 from sync.settings import Settings
 
@@ -64,8 +66,9 @@ def create_app(
     session_ttl: float = DEFAULT_SESSION_TTL,
     clock: Clock = utc_now,
     push_trigger: Callable[[], None] | None = None,
+    monitor: Monitor | None = None,
 ) -> Starlette:
-    """The portal as an ASGI app.
+    """The portal as an ASGI app, with ``/metrics`` and (with an ops token) ``/ops/``.
 
     Args:
         settings: needs ``portal_secret`` (16+ characters); ``billing_admin_role`` and
@@ -75,6 +78,8 @@ def create_app(
         clock: the current time (tests pass a frozen or moving clock).
         push_trigger: starts a push at once after an Accept (a Celery task, or the
             in-process scheduler); None leaves accepted changes to the periodic push.
+        monitor: what ``/metrics`` and ``/ops/`` read (default: one over ``engine``
+            and the mapping files of ``settings``).
 
     Raises:
         SettingsError: ``BILLING_SYNC_PORTAL_SECRET`` is unset or too short.
@@ -113,6 +118,13 @@ def create_app(
         route("/portal/invoices/{sfid}/pdf", portal.invoice_pdf, ["GET"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
+    # --- monitoring: /metrics always; the ops dashboard only with BILLING_SYNC_OPS_TOKEN.
+    monitor = monitor or Monitor(settings, engine, clock=clock)
+    routes.append(Route("/metrics", monitor.metrics, methods=["GET"]))
+    if settings.ops_token:
+        static: Callable[[str], str] = portal.env.globals["static"]  # type: ignore[assignment]
+        ops = OpsPages(settings.ops_token, monitor, static)
+        routes.extend(ops.routes())
 
     def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -130,6 +142,8 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(RequestMetricsMiddleware, routes=lambda: routes),
+            Middleware(RequestIdMiddleware),
             Middleware(ServerTimingMiddleware),
             Middleware(SecurityHeadersMiddleware),
             Middleware(ErrorPageMiddleware, page=server_error),
@@ -137,4 +151,5 @@ def create_app(
         exception_handlers={HTTPException: http_error},
     )
     app.state.portal = portal
+    app.state.monitor = monitor
     return app

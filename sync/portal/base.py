@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from sync.access import AdminAccount, ContactRef, contact_access
+from sync.monitoring import counters
 from sync.portal import formatting
 from sync.portal.links import DEFAULT_SESSION_TTL, InvalidToken, PortalSession, PortalSigner
 from sync.settings import Settings
@@ -130,6 +131,7 @@ class PortalBase:
 
     def sign_in_page(self, request: Request) -> Response:
         """401: the person must come in through the community portal."""
+        counters.BUFFER.inc(counters.PORTAL_DENIED, {"reason": "unauthenticated"})
         response = self.message(
             401,
             "Sign in through the community portal",
@@ -142,10 +144,12 @@ class PortalBase:
 
     def coming_soon(self) -> HTMLResponse:
         """403: the page everyone who is not a Billing Admin sees, and nothing else."""
+        counters.BUFFER.inc(counters.PORTAL_DENIED, {"reason": "not_admin"})
         return self.render("coming_soon.html", 403)
 
     def not_found(self, viewer: Viewer) -> Response:
         """404 inside the portal layout, showing nothing about what was asked for."""
+        counters.BUFFER.inc(counters.PORTAL_DENIED, {"reason": "not_found"})
         return self.page(viewer, "not_found.html", 404, tab=None)
 
     # --- sessions ---------------------------------------------------------------------

@@ -19,6 +19,9 @@ def _config(app: Any, host: str, port: int) -> uvicorn.Config:
         host=host,
         port=port,
         log_level="warning",
+        # uvicorn's own records go to the root handler, in BILLING_SYNC_LOG_FORMAT and
+        # through the redaction filter, like every other record of the process.
+        log_config=None,
         # The access log would write every URL, and a portal link's URL carries its
         # signed token: anyone reading the log could sign in until the link expires.
         access_log=False,

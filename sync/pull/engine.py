@@ -35,6 +35,7 @@ from sync.crm.soql import and_, id_in, modstamp_window, select
 from sync.db import repo
 from sync.mapping.spec import Mapping
 from sync.mapping.transform import RowBuilder, parse_sf_datetime, record_id, row_builder
+from sync.monitoring import logs
 from sync.pull.idle import (
     RETRY_BASE,
     RETRY_CAP,
@@ -361,7 +362,22 @@ def pull_with_failure(
     now: dt.datetime | None,
     progress: ProgressCallback | None,
 ) -> tuple[PassResult, BaseException | None]:
-    """:func:`pull_mapping`, also returning the exception that ended the pass, if any."""
+    """:func:`pull_mapping`, also returning the exception that ended the pass, if any.
+
+    Records logged during the pass carry its mapping and pass id.
+    """
+    with logs.log_context(mapping=name):
+        return _pull_with_failure(ctx, name, full=full, now=now, progress=progress)
+
+
+def _pull_with_failure(
+    ctx: SyncContext,
+    name: str,
+    *,
+    full: bool,
+    now: dt.datetime | None,
+    progress: ProgressCallback | None,
+) -> tuple[PassResult, BaseException | None]:
     mapping = ctx.mapping(name)
     table = repo.mirrored_table(mapping.table)
     started_at = now or ctx.now()
@@ -392,6 +408,7 @@ def pull_with_failure(
             crm_time=ctx.crm_time_hints.pop(name, None),
         )
         pass_id = repo.begin_pass(conn, name, "full" if window.full else "incremental", started_at)
+        logs.bind(pass_id=pass_id)
         error_sfids = {e.sfid for e in repo.record_errors(conn, name)}
     plan = repo.upsert_plan(ctx.engine.dialect, table, tuple(mapping.columns))
     run = _Run(

@@ -84,6 +84,7 @@ def _mark_unchanged(
                 )
                 continue
             repo.close_stale_passes(conn, name, now)
+            repo.mark_in_step(conn, [name], started_at)
             repo.save_state(
                 conn,
                 name,

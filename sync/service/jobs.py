@@ -295,6 +295,19 @@ def _learn_limit(rt: Runtime, now: dt.datetime) -> None:
         service_state.update_document(rt.ctx.engine, service_state.BUDGET_KEY, change, now)
 
 
+def _mark_in_step(rt: Runtime, unchanged: list[str], now: dt.datetime) -> None:
+    """Record that the check found ``unchanged`` in step with the CRM (for monitoring)."""
+    if not unchanged:
+        return
+    from sync.db import repo
+
+    try:
+        with rt.ctx.engine.begin() as conn:
+            repo.mark_in_step(conn, unchanged, now)
+    except SQLAlchemyError as exc:
+        log.warning("last successful check not recorded: %s", exc)
+
+
 def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
     """The change check: ask the CRM which mappings changed, queue a pull for each.
 
@@ -333,6 +346,7 @@ def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
         return PollReport(polled=True, decision=decision, error=message)
     rt.account()
     _record_poll_result(rt, None)
+    _mark_in_step(rt, [n for n in names if n not in set(changed)], now)
     queued = queue_pulls(rt, changed, enqueue)
     return PollReport(polled=True, decision=decision, changed=list(changed), queued=queued)
 

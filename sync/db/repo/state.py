@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 
 from sync.db.models import RecordError, SyncPass, SyncState
+from sync.db.repo.metrics import add_counters, raise_gauges
 from sync.db.repo.rows import IN_CHUNK, dialect_insert
+from sync.monitoring import counters
 
 STATE: Table = SyncState.__table__  # type: ignore[assignment]
 PASSES: Table = SyncPass.__table__  # type: ignore[assignment]
@@ -116,7 +118,14 @@ def close_stale_passes(conn: Connection, mapping: str, now: dt.datetime) -> int:
         .where(PASSES.c.mapping == mapping, PASSES.c.outcome == "running")
         .values(outcome="interrupted", finished_at=now)
     )
-    return max(result.rowcount, 0)
+    closed = max(result.rowcount, 0)
+    if closed:
+        key = (
+            counters.PASSES,
+            counters.label_string({"mapping": mapping, "outcome": "interrupted"}),
+        )
+        add_counters(conn, {key: float(closed)}, now=now)
+    return closed
 
 
 def pass_progress(conn: Connection, pass_id: int, records: int, api_calls: int) -> None:
@@ -136,7 +145,10 @@ def finish_pass(
     error: str | None,
     finished_at: dt.datetime,
 ) -> None:
-    """Close a pass with its outcome."""
+    """Close a pass with its outcome, and count it (same transaction) for ``/metrics``."""
+    started = conn.execute(
+        select(PASSES.c.mapping, PASSES.c.started_at).where(PASSES.c.id == pass_id)
+    ).first()
     conn.execute(
         update(PASSES)
         .where(PASSES.c.id == pass_id)
@@ -148,6 +160,43 @@ def finish_pass(
             finished_at=finished_at,
         )
     )
+    if started is not None:
+        count_pass(conn, started.mapping, outcome, started.started_at, finished_at)
+
+
+def count_pass(
+    conn: Connection,
+    mapping: str,
+    outcome: str,
+    started_at: dt.datetime,
+    finished_at: dt.datetime,
+) -> None:
+    """Add a finished pass to the pass counters, its duration histogram, its last success."""
+    labels = {"mapping": mapping}
+    deltas = {(counters.PASSES, counters.label_string({**labels, "outcome": outcome})): 1.0}
+    seconds = max(0.0, (finished_at - started_at).total_seconds())
+    if outcome != "interrupted":
+        deltas.update(
+            counters.histogram_deltas(
+                counters.PASS_DURATION, labels, seconds, counters.PASS_BUCKETS
+            )
+        )
+    add_counters(conn, deltas, now=finished_at)
+    if outcome == "ok":
+        mark_in_step(conn, [mapping], finished_at)
+
+
+def mark_in_step(conn: Connection, mappings: Iterable[str], at: dt.datetime) -> None:
+    """Note that ``mappings`` were known to be in step with the CRM at ``at``.
+
+    A pass that stored its window, or a change check that found nothing new, both
+    count: ``billing_sync_mapping_last_success_timestamp_seconds`` is the latest of them.
+    """
+    maxima = {
+        (counters.LAST_SUCCESS, counters.label_string({"mapping": name})): at.timestamp()
+        for name in mappings
+    }
+    raise_gauges(conn, maxima, now=at)
 
 
 @dataclass(frozen=True)
