@@ -58,6 +58,10 @@ class Settings:
     reconcile_interval: float = 3600.0
     push_interval: float = 10.0
     task_time_limit: float = 1800.0
+    # Bulk API 2.0 loads (sync/bulk/)
+    bulk_threshold: int = 10_000
+    bulk_page_size: int = 100_000
+    bulk_give_up: float = 1800.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +100,9 @@ class Settings:
             ),
             push_interval=_float(env, "BILLING_SYNC_PUSH_INTERVAL", 10.0, 0.5, 86400.0),
             task_time_limit=_float(env, "BILLING_SYNC_TASK_TIME_LIMIT", 1800.0, 10.0, 86400.0),
+            bulk_threshold=int(_float(env, "BILLING_SYNC_BULK_THRESHOLD", 10_000, 0, 1e12)),
+            bulk_page_size=int(_float(env, "BILLING_SYNC_BULK_PAGE_SIZE", 100_000, 1000, 1e6)),
+            bulk_give_up=_float(env, "BILLING_SYNC_BULK_TIMEOUT", 1800.0, 5.0, 86400.0),
         )
 
     def with_(self, **changes: Any) -> Settings:

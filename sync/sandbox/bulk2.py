@@ -254,7 +254,9 @@ def _refusal(text: str, obj_hint: str | None) -> str | None:
         following = tokens[i + 1] if i + 1 < len(tokens) else token
         if token.kind is Kind.LPAREN:
             if in_select and following.text.upper() == "SELECT":
-                return "Aggregate Relationships not supported in Bulk V2 Query with CSV content type"
+                return (
+                    "Aggregate Relationships not supported in Bulk V2 Query with CSV content type"
+                )
             depth += 1
         elif token.kind is Kind.RPAREN:
             depth -= 1
@@ -263,14 +265,20 @@ def _refusal(text: str, obj_hint: str | None) -> str | None:
         elif depth == 0 and word == "FROM":
             in_select = False
         elif in_select and token.kind is Kind.IDENT and following.kind is Kind.LPAREN:
-            return f"Aggregate queries and functions such as {token.text}() are not supported in Bulk API 2.0 queries"
+            return (
+                f"Aggregate queries and functions such as {token.text}() are not supported "
+                "in Bulk API 2.0 queries"
+            )
         elif depth == 0 and word == "GROUP" and following.text.upper() == "BY":
             return "GROUP BY is not supported in Bulk API 2.0 queries"
         elif depth == 0 and word == "OFFSET":
             return "OFFSET is not supported in Bulk API 2.0 queries"
-        elif in_select and token.kind is Kind.IDENT and obj_hint is not None:
-            if token.text.lower() in COMPOUND_FIELDS.get(obj_hint, frozenset()):
-                return "Selecting compound data not supported in Bulk Query"
+        elif (
+            in_select
+            and token.kind is Kind.IDENT
+            and token.text.lower() in COMPOUND_FIELDS.get(obj_hint or "", frozenset())
+        ):
+            return "Selecting compound data not supported in Bulk Query"
     return None
 
 
@@ -408,7 +416,9 @@ class BulkQueries:
         try:
             parsed = parse(text)
             if parsed.count_only:
-                raise api_error("Aggregate queries such as COUNT() are not supported in Bulk API 2.0 queries")
+                raise api_error(
+                    "Aggregate queries such as COUNT() are not supported in Bulk API 2.0 queries"
+                )
             compiled = compile_select(parsed, self.schema, include_deleted=operation == "queryAll")
         except SoqlError as exc:
             raise ApiError(400, exc.error_code, exc.message) from None
@@ -419,7 +429,9 @@ class BulkQueries:
             )
         if self.jobs_remaining() <= 0:
             raise ApiError(
-                400, "LIMIT_EXCEEDED", f"Exceeded the limit of {DAILY_QUERY_JOBS} query jobs in 24 hours"
+                400,
+                "LIMIT_EXCEEDED",
+                f"Exceeded the limit of {DAILY_QUERY_JOBS} query jobs in 24 hours",
             )
         started = time.perf_counter()
         sql, params = compiled.sql(ROW_COLUMN)

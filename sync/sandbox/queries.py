@@ -256,7 +256,8 @@ class QueryService:
                 nested = record.get(column.relationship)
                 if nested is None:
                     parent = column.parent.name
-                    nested = {"attributes": {"type": parent, "url": base + parent + "/" + parent_id}}
+                    url = base + parent + "/" + parent_id
+                    nested = {"attributes": {"type": parent, "url": url}}
                     record[column.relationship] = nested
                 nested[column.field.name] = soql_value_from_sqlite(column.field, value)
             records.append(record)

@@ -70,14 +70,14 @@ def read_rows(
     for row in rows:
         values: list[Any] = [row[0]]
         parents: dict[str, str | None] = {}
-        for column in columns:
-            if isinstance(column, FieldDef):
-                values.append(row[index[column.name]])
+        for selected in columns:
+            if isinstance(selected, FieldDef):
+                values.append(row[index[selected.name]])
                 continue
-            parent_id = row[index[column.reference.name]]
-            parents[column.relationship] = parent_id
-            found = parent_values[column.relationship].get(parent_id) if parent_id else None
-            values.append(found.get(column.field.name) if found else None)
+            parent_id = row[index[selected.reference.name]]
+            parents[selected.relationship] = parent_id
+            found = parent_values[selected.relationship].get(parent_id) if parent_id else None
+            values.append(found.get(selected.field.name) if found else None)
         out.append(SelectedRow(tuple(values), parents))
     return out
 
