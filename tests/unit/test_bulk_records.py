@@ -76,9 +76,7 @@ def test_given_empty_values_when_made_a_record_then_null_for_every_type() -> Non
     record = record_maker(MAPPING, HEADER)(csv_row)
     row = RowBuilder(MAPPING).row(record, SYNCED)
 
-    assert [row[c] for c in ("description", "amount", "count", "paid", "due", "sent")] == [
-        None
-    ] * 6
+    assert [row[c] for c in ("description", "amount", "count", "paid", "due", "sent")] == [None] * 6
 
 
 def test_given_malformed_boolean_when_converted_then_conversion_error_names_field() -> None:

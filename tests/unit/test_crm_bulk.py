@@ -212,6 +212,7 @@ def test_given_finished_job_when_finishing_then_deleted_without_abort(
 
 def test_given_csv_with_nul_and_ragged_row_when_parsed_then_nul_dropped_and_row_refused() -> None:
     header, rows = parse_csv_page(b'"Id","Name"\n"a","b\x00c"\n')
+    assert header == ["Id", "Name"]
     assert list(rows) == [["a", "bc"]]
 
     _, ragged = parse_csv_page(b'"Id","Name"\n"a"\n')
