@@ -92,6 +92,49 @@ def test_given_object_bulk_does_not_serve_when_pull_then_rest(ctx, crm_sandbox):
     assert mirror_differences(ctx.engine, ctx.crm, only) == []
 
 
+@pytest.fixture
+def small_pages(crm_sandbox, database_url):
+    context = make_context(
+        crm_sandbox, database_url, bulk_threshold=400, bulk_page_size=1000, pull_batch_size=200
+    )
+    yield context
+    context.close()
+
+
+def test_given_mass_update_when_incremental_pull_then_window_moves_to_bulk(small_pages):
+    # (a window that fits in one REST page is read by that page: nothing to move)
+    ctx = small_pages
+    first = {r.mapping: r for r in pull_all(ctx, names=["invoice_lines"])}
+    assert first["invoice_lines"].load is not None
+    lines = ctx.crm.query_all(
+        "SELECT Id, Apttus_Billing__Quantity__c FROM Apttus_Billing__InvoiceLineItem__c "
+        "ORDER BY Id LIMIT 600"
+    )
+    assert len(lines) == 600
+    results = ctx.crm.collection_update(
+        "Apttus_Billing__InvoiceLineItem__c",
+        [
+            {
+                "Id": r["Id"],
+                "Apttus_Billing__Quantity__c": (r["Apttus_Billing__Quantity__c"] or 0) + 1,
+            }
+            for r in lines
+        ],
+    )
+    assert all(r.success for r in results)
+
+    second = {r.mapping: r for r in pull_all(ctx, names=["invoice_lines"])}
+
+    result = second["invoice_lines"]
+    assert result.outcome is Outcome.OK
+    assert not result.full
+    assert result.load is not None
+    assert result.load.method is LoadMethod.BULK
+    assert result.load.counted is None  # decided on the first REST page's totalSize
+    only = MappingSet({"invoice_lines": ctx.mappings["invoice_lines"]})
+    assert mirror_differences(ctx.engine, ctx.crm, only) == []
+
+
 def test_given_threshold_above_window_when_pull_then_rest_only(crm_sandbox, database_url):
     context = make_context(crm_sandbox, database_url, bulk_threshold=10_000_000)
     try:
@@ -157,6 +200,18 @@ def test_given_bulk_load_killed_midway_when_rerun_then_converges(database_url):
             document = json.loads(final.stdout)
             loads = {m["mapping"]: m["load"] for m in document["mappings"]}
             assert loads["order_lines"]["method"] == "bulk"
+            status = subprocess.run(
+                [*billing_sync(), "status", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert status.returncode == 0, status.stderr
+            shown = {m["mapping"]: m["last_load"] for m in json.loads(status.stdout)["mappings"]}
+            assert shown["order_lines"]["method"] == "bulk"
+            assert shown["order_lines"]["job_id"] == loads["order_lines"]["job_id"]
+            assert shown["accounts"]["method"] == "rest"
             mappings = load_mappings(PROJECT_MAPPINGS)
             assert mirror_differences(engine, crm, mappings) == []
             assert set(duplicate_sfids(engine, mappings).values()) == {0}
