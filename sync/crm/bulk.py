@@ -113,19 +113,24 @@ def backoff_delays(start: float, cap: float) -> Iterator[float]:
         delay = min(delay * 2, cap)
 
 
+def _lines(body: bytes) -> Iterator[str]:
+    """The body's text, line by line with line endings kept, decoded as it is read.
+
+    Decoding a few kilobytes at a time keeps the page in memory once (as bytes); NUL
+    characters are dropped (the CRM can emit them; no column could hold them).
+    """
+    for line in io.TextIOWrapper(io.BytesIO(body), encoding="utf-8", newline=""):
+        yield line.replace("\x00", "") if "\x00" in line else line
+
+
 def parse_csv_page(body: bytes, delimiter: str = ",") -> tuple[list[str], Iterator[list[str]]]:
     """The header of one results page, and its rows as an iterator parsed on demand.
 
-    NUL characters are dropped (the CRM can emit them; no column could hold them).
-
     Raises:
-        ValueError: the body is not CSV with a header row (a malformed row raises
-            ValueError when the iterator reaches it).
+        ValueError: the body is not CSV with a header row (a malformed row, or bytes
+            that are not UTF-8, raise ValueError when the iterator reaches them).
     """
-    text = body.decode("utf-8")
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(_lines(body), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
     except StopIteration:

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -58,6 +59,8 @@ ProgressCallback = Callable[[Progress], None]
 _IDS_PER_QUERY = 200
 # Pages waiting in memory while the current one is stored.
 _PREFETCH_DEPTH = 2
+# Records of a Bulk results page converted and stored as one unit.
+_BULK_SLICE = 10_000
 # Seconds between updates of a running pass's counters in the pass history.
 _PROGRESS_EVERY = 1.0
 
@@ -289,9 +292,20 @@ def _read_bulk(ctx: SyncContext, run: _Run, progress: ProgressCallback | None) -
         completed = job
 
         def pages() -> Iterator[_Fetched]:
+            # A results page (up to 100,000 records) is stored in slices of a REST
+            # page's size or more: memory holds the page's bytes and a few slices.
             for page in bulk.pages(completed):
                 make = record_maker(run.mapping, page.header)
-                yield _Fetched(completed.records_processed, [], source=map(make, page.rows))
+                while True:
+                    try:
+                        chunk = list(islice(page.rows, _BULK_SLICE))
+                    except ValueError as exc:  # a malformed row, or bytes that are not UTF-8
+                        raise MalformedResponseError(
+                            f"bulk results of job {completed.id} unreadable: {exc}"
+                        ) from None
+                    if not chunk:
+                        break
+                    yield _Fetched(completed.records_processed, [], source=map(make, chunk))
 
         _store_pages(ctx, run, progress, pages, depth=1)
     except (BulkJobFailed, CrmRequestError, MalformedResponseError) as exc:
