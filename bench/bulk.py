@@ -41,7 +41,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def child_pull(url: str, database_url: str, threshold: int) -> dict[str, Any]:
+def child_pull(url: str, database_url: str, threshold: int, names: str) -> dict[str, Any]:
     from sync.context import SyncContext
     from sync.pull import Outcome, pull_all
     from sync.settings import Settings
@@ -52,7 +52,7 @@ def child_pull(url: str, database_url: str, threshold: int) -> dict[str, Any]:
     ctx = SyncContext.from_settings(settings)
     start_calls = ctx.crm.api_calls
     started = time.perf_counter()
-    results = pull_all(ctx, full=True)
+    results = pull_all(ctx, full=True, names=names.split(",") if names else None)
     seconds = time.perf_counter() - started
     failed = [r.mapping for r in results if r.outcome is not Outcome.OK]
     if failed:
@@ -85,11 +85,11 @@ def set_latency(url: str, latency_ms: int) -> None:
     requests.post(f"{url}/_sandbox/faults", json={"latency_ms": latency_ms}, timeout=10)
 
 
-def pull_pair(url: str, workdir: Path, tag: str) -> dict[str, dict[str, Any]]:
+def pull_pair(url: str, workdir: Path, tag: str, names: str) -> dict[str, dict[str, Any]]:
     out = {}
     for name, threshold in (("rest", 0), ("bulk", 10_000)):
         database = workdir / f"{tag}-{name}.db"
-        out[name] = run_child("pull", url, f"sqlite:///{database}", str(threshold))
+        out[name] = run_child("pull", url, f"sqlite:///{database}", str(threshold), names)
         database.unlink(missing_ok=True)
     return out
 
@@ -104,10 +104,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             report[f"{size}_seed_seconds"] = time.perf_counter() - seeded
             report[f"{size}_records"] = records
             try:
-                report[size] = pull_pair(url, workdir, size)
+                report[size] = pull_pair(url, workdir, size, args.mappings)
                 if size == "big":
                     set_latency(url, args.latency_ms)
-                    report["latency"] = pull_pair(url, workdir, "latency")
+                    report["latency"] = pull_pair(url, workdir, "latency", args.mappings)
                     set_latency(url, 0)
             finally:
                 stop_sandbox(process)
@@ -126,6 +126,15 @@ def render(report: dict[str, Any]) -> str:
         )
 
     lines_records = big["rest"]["lines_records"]
+    small_lines = small["bulk"]["lines_records"]
+    which = (
+        f"a full pull of {report['mappings']}"
+        if report["mappings"]
+        else "a full pull of every mapping"
+    )
+    command = f"`python bench/bulk.py --accounts {report['accounts']} --small-accounts "
+    command += f"{report['small_accounts']}"
+    command += f" --mappings {report['mappings']}`" if report["mappings"] else "`"
     calls_ratio = big["rest"]["lines_calls"] / max(big["bulk"]["lines_calls"], 1)
     all_calls_ratio = big["rest"]["api_calls"] / max(big["bulk"]["api_calls"], 1)
     time_ratio = big["bulk"]["seconds"] / big["rest"]["seconds"]
@@ -134,11 +143,11 @@ def render(report: dict[str, Any]) -> str:
     out = [
         "## Bulk",
         "",
-        f"`python bench/bulk.py --accounts {report['accounts']} --small-accounts "
-        f"{report['small_accounts']}` on {platform.machine()} ({platform.python_version()}): "
+        f"{command} on {platform.machine()} ({platform.python_version()}, 2 CPUs shared "
+        "with other work): "
         f"the sandbox seeded with {report['big_records']:,} records "
         f"({lines_records:,} invoice lines; seeding took {report['big_seed_seconds']:.0f} s), "
-        "a full pull of every mapping into SQLite, each run in a fresh process. REST: "
+        f"{which} into SQLite, each run in a fresh process. REST: "
         "queryAll pages of 2,000. Bulk: mappings of 10,000 records or more through one "
         f"queryAll job each ({', '.join(big['bulk']['bulk_mappings'])}), results pages of "
         "100,000, the others through REST.",
@@ -149,15 +158,16 @@ def render(report: dict[str, Any]) -> str:
         row("Bulk", big["bulk"]),
         row(f"REST, {report['latency_ms']} ms per call", slow["rest"]),
         row(f"Bulk, {report['latency_ms']} ms per call", slow["bulk"]),
-        row(f"Bulk, {report['small_records']:,} records seeded", small["bulk"]),
+        row(f"REST, {small_lines:,} invoice lines", small["rest"]),
+        row(f"Bulk, {small_lines:,} invoice lines", small["bulk"]),
         "",
         f"Invoice lines: {calls_ratio:.0f}x fewer API calls through Bulk "
         f"({all_calls_ratio:.1f}x over every mapping). Bulk time / REST time: "
         f"{time_ratio:.2f} (target <= 1.2: {'met' if time_ratio <= 1.2 else 'not met'}); "
         f"with {report['latency_ms']} ms per call: {slow_ratio:.2f} "
         f"({'faster' if slow_ratio < 1 else 'not faster'}). Peak RSS "
-        f"{rss_small:.0f} MB at {report['small_records']:,} records, {rss_big:.0f} MB at "
-        f"{report['big_records']:,} (target < 250 MB and flat: "
+        f"{rss_small:.0f} MB at {small_lines:,} invoice lines, {rss_big:.0f} MB at "
+        f"{lines_records:,} (target < 250 MB and flat: "
         f"{'met' if rss_big < 250 and rss_big < 1.25 * rss_small else 'not met'}).",
     ]
     return "\n".join(out) + "\n"
@@ -169,14 +179,18 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=2550, help="seed of the main runs")
     parser.add_argument("--small-accounts", type=int, default=850, help="seed of the RSS run")
     parser.add_argument("--latency-ms", type=int, default=150)
+    parser.add_argument(
+        "--mappings", default="", help="pull only these mappings (comma-separated; default all)"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args()
     if args.child:
-        _, url, database_url, threshold = args.child
-        print(json.dumps(child_pull(url, database_url, int(threshold))))
+        _, url, database_url, threshold, *names = args.child
+        print(json.dumps(child_pull(url, database_url, int(threshold), names[0] if names else "")))
         return 0
     report = measure(args)
     report["accounts"], report["small_accounts"] = args.accounts, args.small_accounts
+    report["mappings"] = args.mappings
     section = render(report)
     print()
     print(section)
