@@ -53,7 +53,10 @@ def record_maker(mapping: Mapping, header: Sequence[str]) -> Callable[[list[str]
     """A function turning one CSV row (in ``header`` order) into a REST-shaped record.
 
     Header names are matched to the mapping's fields ignoring case and keyed by the
-    mapping's spelling; columns the mapping does not know keep the CRM's name.
+    mapping's spelling; columns the mapping does not know keep the CRM's name. The
+    function is generated for the header (one expression per column, no call for the
+    common values); a row it cannot adapt is adapted value by value, leaving any
+    malformed value for the converter to refuse by name.
     """
     spelled = {name.lower(): name for name in ("Id", "IsDeleted", "SystemModstamp")}
     kinds: dict[str, ColumnType] = {
@@ -64,20 +67,37 @@ def record_maker(mapping: Mapping, header: Sequence[str]) -> Callable[[list[str]
         spelled[spec.crm_name.lower()] = spec.crm_name
         kinds[spec.crm_name.lower()] = spec.type
     names = tuple(spelled.get(h.lower(), h) for h in header)
-    typed = tuple(
-        (i, names[i], _ADAPT[kind])
-        for i, h in enumerate(header)
-        if (kind := kinds.get(h.lower())) in _ADAPT
-    )
+    adapters = tuple(_ADAPT.get(kinds.get(h.lower(), ColumnType.TEXT)) for h in header)
 
-    def make(row: list[str]) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            name: (value if value != "" else None) for name, value in zip(names, row, strict=True)
+    def slow(row: list[str]) -> dict[str, Any]:
+        return {
+            name: None if value == "" else (adapt(value) if adapt else value)
+            for name, value, adapt in zip(names, row, adapters, strict=True)
         }
-        for i, name, adapt in typed:
-            value = row[i]
-            if value != "":
-                record[name] = adapt(value)
-        return record
 
+    items = []
+    for i, (name, adapt) in enumerate(zip(names, adapters, strict=True)):
+        v = f"row[{i}]"
+        if adapt is _number:
+            expr = f"float({v}) if {v} else None"
+        elif adapt is _boolean:
+            expr = f"True if {v} == 'true' else False if {v} == 'false' else _bool({v})"
+        elif adapt is _datetime:
+            expr = f"{v}[:-1] + '+0000' if len({v}) == 24 and {v}[-1] == 'Z' else ({v} or None)"
+        else:
+            expr = f"{v} or None"
+        items.append(f"{name!r}: {expr}")
+    source = "\n".join(
+        [
+            "def make(row):",
+            "    try:",
+            f"        return {{{', '.join(items)}}}",
+            "    except (ValueError, IndexError):",
+            "        return _slow(row)",
+        ]
+    )
+    namespace: dict[str, Any] = {}
+    helpers = {"_slow": slow, "_bool": lambda value: value or None}
+    exec(compile(source, "<bulk record maker>", "exec"), helpers, namespace)  # noqa: S102
+    make: Callable[[list[str]], dict[str, Any]] = namespace["make"]
     return make

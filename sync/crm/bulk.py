@@ -20,6 +20,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,8 +120,10 @@ def _lines(body: bytes) -> Iterator[str]:
     Decoding a few kilobytes at a time keeps the page in memory once (as bytes); NUL
     characters are dropped (the CRM can emit them; no column could hold them).
     """
-    for line in io.TextIOWrapper(io.BytesIO(body), encoding="utf-8", newline=""):
-        yield line.replace("\x00", "") if "\x00" in line else line
+    text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8", newline="")
+    if b"\x00" not in body:
+        return text  # the common case: no per-line work in Python
+    return (line.replace("\x00", "") for line in text)
 
 
 def parse_csv_page(body: bytes, delimiter: str = ",") -> tuple[list[str], Iterator[list[str]]]:
@@ -298,14 +301,21 @@ class BulkQueries:
         return job
 
     def pages(self, job: BulkJob) -> Iterator[CsvPage]:
-        """The result pages of a completed job, fetched as they are consumed."""
-        locator: str | None = None
-        while True:
-            page = self.page(job.id, locator)
-            yield page
-            if page.locator is None:
-                return
-            locator = page.locator
+        """The result pages of a completed job, in order.
+
+        The next page is requested (in a second thread) as soon as the current one has
+        arrived, so the CRM prepares it while the current one is consumed; at most two
+        pages are held.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bulk-{job.id}") as pool:
+            pending = pool.submit(self.page, job.id, None)
+            while True:
+                page = pending.result()
+                if page.locator is not None:
+                    pending = pool.submit(self.page, job.id, page.locator)
+                yield page
+                if page.locator is None:
+                    return
 
     def finish(self, job: BulkJob) -> None:
         """Delete ``job`` (aborting it first unless it is known to have ended).
