@@ -170,3 +170,30 @@ def changed_mappings(
                 assert newest is not None
                 ctx.crm_time_hints[mapping.name] = newest
     return [name for name in wanted if name in changed]
+
+
+def count_full_windows(ctx: SyncContext, names: Sequence[str]) -> None:
+    """Count the windows of full loads ahead of a ``--full`` run, five per call.
+
+    Each count lands in ``ctx.window_counts`` for the pass that chooses between REST and
+    Bulk; a mapping whose count fails is counted by its own pass instead.
+
+    Raises:
+        CrmError: a /composite call failed as a whole.
+    """
+    mappings = [m for m in map(ctx.mapping, names) if threshold(m, ctx.settings) > 0]
+    for start in range(0, len(mappings), MAX_COMPOSITE_QUERIES):
+        chunk = mappings[start : start + MAX_COMPOSITE_QUERIES]
+        subrequests = [
+            {
+                "method": "GET",
+                "url": ctx.crm.data_url("queryAll?q=" + quote(count_soql(mapping), safe="")),
+                "referenceId": f"n{i}",
+            }
+            for i, mapping in enumerate(chunk)
+        ]
+        for mapping, item in zip(chunk, ctx.crm.composite(subrequests), strict=True):
+            body = item.get("body")
+            total = body.get("totalSize") if isinstance(body, dict) else None
+            if item.get("httpStatusCode") == 200 and isinstance(total, int):
+                ctx.window_counts[mapping.name] = total

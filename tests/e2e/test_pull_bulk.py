@@ -138,13 +138,17 @@ def test_given_mass_update_when_incremental_pull_then_window_moves_to_bulk(small
 def test_given_threshold_above_window_when_pull_then_rest_only(crm_sandbox, database_url):
     context = make_context(crm_sandbox, database_url, bulk_threshold=10_000_000)
     try:
-        results = pull_all(context, names=["invoice_lines"])
+        results = pull_all(context, names=["invoice_lines"], full=True)
     finally:
         context.close()
 
     assert results[0].load is not None
     assert results[0].load.method is LoadMethod.REST
     assert results[0].load.fallback is None
+    # counted ahead of the pass, in a /composite call, not by a query of its own
+    assert results[0].load.counted == results[0].records
+    assert results[0].records < 2000  # one REST page: the window's only query
+    assert stats(crm_sandbox)["by_endpoint"].get("queryAll", 0) == 1
     assert stats(crm_sandbox)["by_endpoint"].get("bulk2", 0) == 0
 
 
