@@ -16,7 +16,8 @@ What Bulk refuses (COUNT() and other aggregates, GROUP BY, OFFSET, TYPEOF,
 parent-to-child subqueries, compound address fields) is answered at create with 400
 API_ERROR; other SOQL errors keep the REST query's codes. Jobs are deleted by
 ``DELETE`` (only in a terminal state), after 7 days in a terminal state, or when more
-than :data:`MAX_JOBS` jobs exist (the oldest terminal ones first).
+than :data:`MAX_JOBS` jobs or :data:`MAX_JOB_ROWS` rows are held (the oldest terminal
+ones first).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sync.sandbox.values import REAL_TYPES
 JOB_PREFIX = "750"
 DEFAULT_MAX_RECORDS = 50_000  # simple-salesforce's and Airbyte's page size
 MAX_JOBS = 500
+MAX_JOB_ROWS = 20_000_000  # row numbers held across all jobs (8 bytes each)
 TERMINAL_LIFETIME = 7 * 86400.0  # seconds a finished job is kept (Salesforce: 7 days)
 DAILY_QUERY_JOBS = 10_000
 CSV_TYPE = "text/csv; charset=UTF-8"
@@ -350,7 +352,11 @@ class BulkQueries:
         for job_id, job in list(self._jobs.items()):
             if job.state(now) in TERMINAL and wall - job.created_ms / 1000 > TERMINAL_LIFETIME:
                 del self._jobs[job_id]
-        while len(self._jobs) > MAX_JOBS:
+        # bounded memory: the oldest jobs go first, finished ones before running ones
+        while len(self._jobs) > 1 and (
+            len(self._jobs) > MAX_JOBS
+            or sum(len(j.rows) for j in self._jobs.values()) > MAX_JOB_ROWS
+        ):
             victim = next(
                 (k for k, j in self._jobs.items() if j.state(now) in TERMINAL),
                 next(iter(self._jobs)),
@@ -464,8 +470,8 @@ class BulkQueries:
         )
         with self._lock:
             job.id = self._ids.new(JOB_PREFIX)
-            self._expire(now)
             self._jobs[job.id] = job
+            self._expire(now)  # never the new job: the oldest go first
             self._created.append(time.time())
         info = job.info(now, full=False)
         info["state"] = JobState.UPLOAD_COMPLETE.value
