@@ -76,6 +76,8 @@ class SyncContext:
     clock: Callable[[], dt.datetime] = utcnow
     warnings: list[Problem] = field(default_factory=list)
     crm_time_hints: dict[str, dt.datetime] = field(default_factory=dict)
+    # per mapping, the records of its next full window, counted by the idle check
+    window_counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_settings(

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync.bulk.choice import saved_reports
 from sync.changes import outbox
 from sync.context import (
     SyncContext,
@@ -142,6 +143,8 @@ def summary_line(result: PassResult) -> str:
     )
     if result.record_errors:
         line += f"  {result.record_errors} record error(s)"
+    if result.load is not None and result.load.job_id:
+        line += f"  bulk job {result.load.job_id}"
     if result.reconciled is not None:
         rec = result.reconciled
         line += f"  reconcile: {rec.outcome.value}, {rec.tombstoned} tombstoned"
@@ -342,6 +345,10 @@ def collect_status(engine: Engine, settings: Settings, now: dt.datetime) -> dict
     # The background service's view: idle/pulling/paused/failing from locks, passes and
     # the change check; the polling interval in effect; the workers' heartbeats.
     service = service_status.collect(settings, engine, mappings.names, now=now).to_dict()
+    loads = saved_reports(engine)
+    for item in items:
+        # how the last pass read its window: REST or a Bulk API 2.0 job
+        item["last_load"] = loads.get(str(item["mapping"]))
     for item in items:
         health = service["mappings"][item["mapping"]]
         item["state"] = health["state"]
@@ -382,6 +389,13 @@ def render_status(status: dict[str, Any]) -> list[str]:
             f"{item['tombstones']:>8,} {item['record_errors']:>6} "
             f"{_duration(item['lag_seconds']):>7}  {last:<20} {mark}"
         )
+        load = item.get("last_load")
+        if load and load.get("method") == "bulk":
+            lines.append(
+                f"    last load: bulk job {load.get('job_id')}, {load.get('api_calls')} API calls"
+            )
+        elif load and load.get("fallback"):
+            lines.append(f"    last load: REST (bulk not possible: {load['fallback']})")
         if item["last_error"] and item["state"] == "failing":
             lines.append(f"    {item['last_outcome']}: {item['last_error']}")
     usage = status.get("api_usage")

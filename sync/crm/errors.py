@@ -135,6 +135,21 @@ ERROR_RULES: tuple[ErrorRule, ...] = (
         statuses=(500, 599),
         ambiguous=True,
     ),
+    # Bulk API 2.0 refuses at job creation what it cannot run (aggregates, OFFSET,
+    # compound fields, an object it does not serve, the daily job allowance spent):
+    # the query itself is fine for REST, so the caller falls back to it for that pass.
+    ErrorRule(
+        _R.FAIL,
+        "Bulk API refused the query job; read through REST instead",
+        statuses=(400, 499),
+        error_code="API_ERROR",
+    ),
+    ErrorRule(
+        _R.FAIL,
+        "the object is not served by the Bulk API; read through REST instead",
+        statuses=(400, 499),
+        error_code="INVALIDENTITY",
+    ),
     ErrorRule(_R.FAIL, "the request or the record is invalid", statuses=(400, 499)),
 )
 

@@ -268,8 +268,13 @@ class CrmTransport:
         headers: Mapping[str, str] | None = None,
         expect_body: bool = True,
         shape: Callable[[Any], Any] | None = None,
+        raw: bool = False,
     ) -> Any:
-        """One attempt: send (logging in again once on an expired session), sort, decode."""
+        """One attempt: send (logging in again once on an expired session), sort, decode.
+
+        With ``raw``, a successful answer is returned as the response itself (a body
+        that is not JSON, such as Bulk API CSV results); failures are sorted as always.
+        """
         auth = self._current_auth()
         response = self._send(auth, method, path, params=params, body=body, headers=headers)
         error = self._error(response, method, path) if response.status_code >= 300 else None
@@ -281,6 +286,8 @@ class CrmTransport:
         self._count(error, path)
         if error is not None:
             raise error
+        if raw:
+            return response
         try:
             return self._decode(response, method, path, expect_body=expect_body, shape=shape)
         except MalformedResponseError:
@@ -364,6 +371,7 @@ class CrmTransport:
         expect_body: bool = True,
         shape: Callable[[Any], Any] | None = None,
         idempotent: bool | None = None,
+        raw: bool = False,
     ) -> Any:
         """Send one request under the retry policy and return its decoded answer.
 
@@ -382,4 +390,5 @@ class CrmTransport:
             headers=headers,
             expect_body=expect_body,
             shape=shape,
+            raw=raw,
         )

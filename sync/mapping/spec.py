@@ -80,6 +80,9 @@ class Mapping:
     direction: Direction = Direction.READ
     filter: str | None = None
     source: str = "<memory>"
+    # Records from which a load goes through the Bulk API (None: the setting's value;
+    # 0: never). Not part of the fingerprint: it changes how rows are read, not what.
+    bulk_threshold: int | None = None
 
     @property
     def crm_fields(self) -> list[str]:

@@ -18,17 +18,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from sync.bulk.choice import LoadMethod, LoadReport, count_soql, save_report, threshold, use_bulk
+from sync.bulk.records import record_maker
 from sync.context import SyncContext
+from sync.crm.bulk import BulkJob, BulkJobFailed, BulkQueries
 from sync.crm.errors import (
     CrmConfigurationError,
     CrmError,
+    CrmRequestError,
+    MalformedResponseError,
     RequestLimitExceededError,
 )
 from sync.crm.soql import and_, id_in, modstamp_window, select
@@ -54,6 +60,8 @@ ProgressCallback = Callable[[Progress], None]
 _IDS_PER_QUERY = 200
 # Pages waiting in memory while the current one is stored.
 _PREFETCH_DEPTH = 2
+# Records of a Bulk results page converted and stored as one unit.
+_BULK_SLICE = 10_000
 # Seconds between updates of a running pass's counters in the pass history.
 _PROGRESS_EVERY = 1.0
 
@@ -92,14 +100,17 @@ class ConvertedPage:
 
 def convert_page(
     mapping: Mapping,
-    records: Sequence[dict[str, Any]],
+    records: Iterable[dict[str, Any]],
     synced_at: dt.datetime,
     builder: RowBuilder | None = None,
 ) -> ConvertedPage:
-    """Convert a page of records; a record that fails is set aside, the rest proceed."""
+    """Convert a page of records; a record that fails is set aside, the rest proceed.
+
+    ``records`` may be a generator (Bulk CSV rows made into records one at a time).
+    """
     builder = builder or row_builder(mapping)
     rows, failures = builder.convert(records, builder.bind_synced(synced_at))
-    page = ConvertedPage(values=rows, columns=builder.columns, records=len(records))
+    page = ConvertedPage(values=rows, columns=builder.columns, records=len(rows) + len(failures))
     newest_failed: dt.datetime | None = None
     for record, exc in failures:
         stamp = record.get("SystemModstamp")
@@ -138,6 +149,10 @@ class _Run:
     failed: int = 0
     seen: set[str] = field(default_factory=set)  # failing records read by this pass
     progress_saved: float = -_PROGRESS_EVERY  # monotonic time of the last pass_progress
+    method: LoadMethod = LoadMethod.REST
+    counted: int | None = None  # the window's records, when counted before choosing
+    job_id: str | None = None  # the Bulk job of the pass
+    fallback: str | None = None  # why a Bulk load was given up for REST
 
 
 def _write_rows_one_by_one(
@@ -229,26 +244,132 @@ class _Fetched:
     total_size: int
     records: list[dict[str, Any]]
     converted: ConvertedPage | None = None
+    source: Iterator[dict[str, Any]] | None = None  # records made as they are read (Bulk)
 
 
-def _read_window(ctx: SyncContext, run: _Run, progress: ProgressCallback | None) -> None:
+def _read(ctx: SyncContext, run: _Run, progress: ProgressCallback | None) -> None:
+    """Read the pass's window through REST or, for a large one, a Bulk API 2.0 job.
+
+    A full window is counted first (the idle check may have counted it already); at or
+    above the mapping's bulk threshold it is read through Bulk. An incremental window
+    starts on REST and moves to Bulk when its first page says it holds at least the
+    threshold (a mass update in the CRM). Whatever Bulk refuses or fails falls back to
+    REST for the pass.
+    """
+    limit = threshold(run.mapping, ctx.settings)
+    if limit > 0 and run.window.full:
+        counted = ctx.window_counts.pop(run.mapping.name, None)
+        if counted is None:
+            counted = ctx.crm.query_count(count_soql(run.mapping), include_deleted=True)
+        run.counted = counted
+        if use_bulk(counted, limit) and _read_bulk(ctx, run, progress):
+            return
+        _read_window(ctx, run, progress, switch_at=None)
+        return
+    switch_at = limit if limit > 0 else None
+    if _read_window(ctx, run, progress, switch_at=switch_at) and not _read_bulk(ctx, run, progress):
+        _read_window(ctx, run, progress, switch_at=None)
+
+
+def _read_bulk(ctx: SyncContext, run: _Run, progress: ProgressCallback | None) -> bool:
+    """Read the window through one Bulk API 2.0 queryAll job, page by page.
+
+    The job runs the pass's own query (ordered by SystemModstamp, Id), so the watermark
+    moves with each stored page exactly as with REST pages, and a pass killed midway
+    resumes from there.
+
+    Returns:
+        False when Bulk refused or failed the job (the reason is logged once and kept in
+        the pass's load report): the caller reads the window through REST instead.
+    """
+    settings = ctx.settings
+    bulk = BulkQueries(ctx.crm, page_size=settings.bulk_page_size, give_up=settings.bulk_give_up)
+    soql = window_soql(run.mapping, run.window)
+    job: BulkJob | None = None
+    try:
+        job = bulk.create(soql, include_deleted=True)
+        run.method, run.job_id = LoadMethod.BULK, job.id
+        job = bulk.wait(job)
+        completed = job
+
+        def pages() -> Iterator[_Fetched]:
+            # A results page (up to 100,000 records) is stored in slices of a REST
+            # page's size or more: memory holds the page's bytes and a few slices.
+            for page in bulk.pages(completed):
+                make = record_maker(run.mapping, page.header)
+                while True:
+                    try:
+                        chunk = list(islice(page.rows, _BULK_SLICE))
+                    except ValueError as exc:  # a malformed row, or bytes that are not UTF-8
+                        raise MalformedResponseError(
+                            f"bulk results of job {completed.id} unreadable: {exc}"
+                        ) from None
+                    if not chunk:
+                        break
+                    yield _Fetched(completed.records_processed, [], source=map(make, chunk))
+
+        _store_pages(ctx, run, progress, pages, depth=1)
+    except (BulkJobFailed, CrmRequestError, MalformedResponseError) as exc:
+        if isinstance(exc, BulkJobFailed) and exc.job is not None:
+            job = exc.job
+        run.method = LoadMethod.REST
+        run.fallback = str(exc)
+        logger.warning(
+            "%s: bulk load not possible, reading through REST for this pass: %s",
+            run.mapping.name,
+            exc,
+        )
+        return False
+    finally:
+        if job is not None:
+            bulk.finish(job)
+    return True
+
+
+def _read_window(
+    ctx: SyncContext, run: _Run, progress: ProgressCallback | None, *, switch_at: int | None
+) -> bool:
+    """Read the window through REST pages.
+
+    Returns:
+        True when the first page reported at least ``switch_at`` records: only that
+        page was stored, and the caller reads the window through Bulk.
+    """
     soql = window_soql(run.mapping, run.window)
     batch = ctx.settings.pull_batch_size
-    total: int | None = None
+    switched = False
 
     def pages() -> Iterator[_Fetched]:
+        nonlocal switched
         for page in ctx.crm.query_pages(soql, include_deleted=True, batch_size=batch):
             yield _Fetched(page.total_size, page.records)
+            if switch_at is not None and not page.done and page.total_size >= switch_at:
+                switched = True
+                return
+
+    _store_pages(ctx, run, progress, pages, depth=_PREFETCH_DEPTH)
+    return switched
+
+
+def _store_pages(
+    ctx: SyncContext,
+    run: _Run,
+    progress: ProgressCallback | None,
+    pages: Callable[[], Iterator[_Fetched]],
+    *,
+    depth: int,
+) -> None:
+    """Convert and store the pages of ``pages()``, fetching ahead in a second thread."""
+    total: int | None = None
 
     def convert(fetched: _Fetched) -> _Fetched:
         if fetched.converted is None:
-            fetched.converted = convert_page(run.mapping, fetched.records, ctx.now(), run.builder)
-            fetched.records = []  # memory: the page is held once
+            source = fetched.source if fetched.source is not None else fetched.records
+            fetched.converted = convert_page(run.mapping, source, ctx.now(), run.builder)
+            fetched.records, fetched.source = [], None  # memory: the page is held once
         return fetched
 
-    with Prefetcher(
-        pages, depth=_PREFETCH_DEPTH, name=run.mapping.name, prepare=convert
-    ) as prefetched:
+    with Prefetcher(pages, depth=depth, name=run.mapping.name, prepare=convert) as prefetched:
         for fetched in prefetched:
             if total is None:
                 total = fetched.total_size
@@ -324,6 +445,17 @@ def result_of(
         finished_at=finished_at,
         record_errors=run.failed if run else 0,
         full=run.window.full if run else False,
+        load=_load_report(run, api_calls) if run else None,
+    )
+
+
+def _load_report(run: _Run, api_calls: int) -> LoadReport:
+    return LoadReport(
+        method=run.method,
+        counted=run.counted,
+        job_id=run.job_id,
+        api_calls=api_calls,
+        fallback=run.fallback,
     )
 
 
@@ -426,7 +558,7 @@ def _pull_with_failure(
     outcome, error = Outcome.OK, None
     failure: BaseException | None = None
     try:
-        _read_window(ctx, run, progress)
+        _read(ctx, run, progress)
         if window.full and stored_fingerprint != mapping.fingerprint:
             store_fingerprint(ctx, mapping)
         _retry_failed_records(ctx, run, started_at)
@@ -473,6 +605,7 @@ def _close_pass(
             if outcome is Outcome.OK:
                 values["last_pass_finished_at"] = finished_at
             repo.save_state(conn, run.mapping.name, finished_at, **values)
+        save_report(ctx.engine, run.mapping.name, _load_report(run, api_calls), finished_at)
     except SQLAlchemyError as exc:
         # The database is what failed: the pass row stays "running" and is closed as
         # interrupted by the next pass.

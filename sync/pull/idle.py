@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from simple_salesforce import format_soql
 
+from sync.bulk.choice import count_soql, threshold
 from sync.context import SyncContext, subresponse_text
 from sync.crm.client import MAX_COMPOSITE_QUERIES
 from sync.crm.soql import and_, select, soql_datetime
@@ -105,6 +106,7 @@ def changed_mappings(
     }
     changed: set[str] = set()
     to_ask: list[tuple[Mapping, dt.datetime | None]] = []
+    to_count: list[Mapping] = []
     for name in wanted:
         mapping = ctx.mapping(name)
         state = states.get(name)
@@ -116,23 +118,40 @@ def changed_mappings(
         reload = fingerprints.get(name) != mapping.fingerprint
         if never_completed or reload or name in due:
             changed.add(name)
+            if (never_completed or reload) and threshold(mapping, ctx.settings) > 0:
+                # its pass is a full load: count it here, riding the same calls
+                to_count.append(mapping)
             continue
         assert state is not None
         to_ask.append((mapping, state.watermark))
 
-    for start in range(0, len(to_ask), MAX_COMPOSITE_QUERIES):
-        chunk = to_ask[start : start + MAX_COMPOSITE_QUERIES]
+    # Counts go first in the calls, so they share a call with the asks when they fit.
+    work: list[tuple[Mapping, dt.datetime | None, bool]] = [(m, None, True) for m in to_count]
+    work += [(m, w, False) for m, w in to_ask]
+    for start in range(0, len(work), MAX_COMPOSITE_QUERIES):
+        chunk = work[start : start + MAX_COMPOSITE_QUERIES]
         subrequests = [
             {
                 "method": "GET",
                 "url": ctx.crm.data_url(
-                    "queryAll?q=" + quote(newest_change_soql(mapping, watermark), safe="")
+                    "queryAll?q="
+                    + quote(
+                        count_soql(mapping) if count else newest_change_soql(mapping, watermark),
+                        safe="",
+                    )
                 ),
                 "referenceId": f"c{i}",
             }
-            for i, (mapping, watermark) in enumerate(chunk)
+            for i, (mapping, watermark, count) in enumerate(chunk)
         ]
-        for (mapping, watermark), item in zip(chunk, ctx.crm.composite(subrequests), strict=True):
+        answers = ctx.crm.composite(subrequests)
+        for (mapping, watermark, count), item in zip(chunk, answers, strict=True):
+            if count:
+                body = item.get("body")
+                total = body.get("totalSize") if isinstance(body, dict) else None
+                if item.get("httpStatusCode") == 200 and isinstance(total, int):
+                    ctx.window_counts[mapping.name] = total
+                continue
             if item.get("httpStatusCode") != 200 or not isinstance(item.get("body"), dict):
                 # The pass will meet the same error and record it where status shows it.
                 logger.warning("idle check of %s failed: %s", mapping.name, subresponse_text(item))
@@ -151,3 +170,30 @@ def changed_mappings(
                 assert newest is not None
                 ctx.crm_time_hints[mapping.name] = newest
     return [name for name in wanted if name in changed]
+
+
+def count_full_windows(ctx: SyncContext, names: Sequence[str]) -> None:
+    """Count the windows of full loads ahead of a ``--full`` run, five per call.
+
+    Each count lands in ``ctx.window_counts`` for the pass that chooses between REST and
+    Bulk; a mapping whose count fails is counted by its own pass instead.
+
+    Raises:
+        CrmError: a /composite call failed as a whole.
+    """
+    mappings = [m for m in map(ctx.mapping, names) if threshold(m, ctx.settings) > 0]
+    for start in range(0, len(mappings), MAX_COMPOSITE_QUERIES):
+        chunk = mappings[start : start + MAX_COMPOSITE_QUERIES]
+        subrequests = [
+            {
+                "method": "GET",
+                "url": ctx.crm.data_url("queryAll?q=" + quote(count_soql(mapping), safe="")),
+                "referenceId": f"n{i}",
+            }
+            for i, mapping in enumerate(chunk)
+        ]
+        for mapping, item in zip(chunk, ctx.crm.composite(subrequests), strict=True):
+            body = item.get("body")
+            total = body.get("totalSize") if isinstance(body, dict) else None
+            if item.get("httpStatusCode") == 200 and isinstance(total, int):
+                ctx.window_counts[mapping.name] = total

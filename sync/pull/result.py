@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from sync.bulk.choice import LoadReport
+
 
 class Outcome(StrEnum):
     """How a pass of one mapping ended."""
@@ -39,6 +41,7 @@ class PassResult:
         record_errors: records that failed to convert in this pass.
         full: True for a full read.
         reconciled: the reconcile that followed, when one was asked for.
+        load: how the window was read (REST or a Bulk job), for passes that ran.
     """
 
     mapping: str
@@ -52,6 +55,7 @@ class PassResult:
     record_errors: int = 0
     full: bool = False
     reconciled: ReconcileResult | None = None
+    load: LoadReport | None = None
 
     @property
     def seconds(self) -> float:
@@ -73,6 +77,7 @@ class PassResult:
             "finished_at": self.finished_at.isoformat(),
             "seconds": round(self.seconds, 3),
             "reconcile": self.reconciled.to_json() if self.reconciled else None,
+            "load": self.load.to_json() if self.load else None,
         }
 
 

@@ -22,7 +22,7 @@ from sync.crm.errors import (
 )
 from sync.db import repo
 from sync.pull.engine import ProgressCallback, pull_with_failure, result_of
-from sync.pull.idle import changed_mappings
+from sync.pull.idle import changed_mappings, count_full_windows
 from sync.pull.reconcile import reconcile_mapping
 from sync.pull.result import Outcome, PassResult, ReconcileResult
 
@@ -109,6 +109,12 @@ def _mark_unchanged(
     return results
 
 
+def _paused(ctx: SyncContext, names: Sequence[str]) -> set[str]:
+    with ctx.engine.connect() as conn:
+        states = repo.all_states(conn)
+    return {n for n in names if (state := states.get(n)) is not None and state.paused}
+
+
 def pull_all(
     ctx: SyncContext,
     *,
@@ -156,6 +162,12 @@ def pull_all(
             on_result(result)
 
     to_pull = selected
+    if full:
+        try:
+            # for the choice between REST and Bulk: five counts per call, not one each
+            count_full_windows(ctx, [n for n in selected if n not in _paused(ctx, selected)])
+        except CrmError as exc:
+            logger.warning("counting the full windows failed (%s); each pass counts its own", exc)
     if not full:
         calls = ctx.crm.api_calls
         try:

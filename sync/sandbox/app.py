@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sync.sandbox import auth
+from sync.sandbox.bulk2 import BulkFaults, BulkQueries
 from sync.sandbox.composite import Composite
 from sync.sandbox.config import SandboxConfig
 from sync.sandbox.errors import ApiError, invalid_session, limit_exceeded, not_found
@@ -72,6 +73,8 @@ class Sandbox:
             client_secret=config.client_secret,
         )
         self.faults = Faults()
+        self.bulk_faults = BulkFaults()
+        self.bulk = BulkQueries(self.api, self.store, self.schema, self.bulk_faults)
         self.stats = Stats()
 
     def start(self) -> dict[str, int]:
@@ -94,7 +97,9 @@ class Sandbox:
         self.store.restore_snapshot()
         self.store.validation_rules.clear()
         self.locators.clear()
+        self.bulk.clear()
         self.faults.clear()
+        self.bulk_faults.clear()
         self.usage.daily_limit = self.config.daily_limit
         self.usage.reset()
         self.stats.reset()
@@ -103,6 +108,7 @@ class Sandbox:
         """Replace all data with ``accounts`` freshly generated accounts."""
         self.store.wipe()
         self.locators.clear()
+        self.bulk.clear()
         return seed(self.store, accounts, random_seed)
 
     def close(self) -> None:
@@ -198,6 +204,14 @@ def create_app(sandbox: Sandbox) -> Starlette:
         # runs in a worker thread: the database work and the encoding of large pages
         sandbox.store.maybe_purge()
         answer: ApiResponse = sandbox.api.handle(api_request)
+        if answer.raw is not None:
+            headers = {"Sforce-Limit-Info": sandbox.usage.header(), **answer.headers}
+            return Response(
+                answer.raw,
+                status_code=answer.status,
+                media_type=answer.media_type,
+                headers=headers,
+            )
         return _json(sandbox, answer.status, answer.body, answer.headers)
 
     # -- test hooks --------------------------------------------------------------------
@@ -205,13 +219,18 @@ def create_app(sandbox: Sandbox) -> Starlette:
     async def faults(request: Request) -> Response:
         if request.method == "DELETE":
             sandbox.faults.clear()
+            sandbox.bulk_faults.clear()
             sandbox.usage.daily_limit = sandbox.config.daily_limit
         elif request.method == "POST":
             try:
                 spec = orjson.loads(await request.body() or b"{}")
                 if not isinstance(spec, dict):
                     raise ValueError("the body must be a JSON object")
-                sandbox.faults.configure(spec)
+                bulk_spec = {k: v for k, v in spec.items() if k in BulkFaults.KEYS}
+                sandbox.faults.configure({k: v for k, v in spec.items() if k not in bulk_spec})
+                sandbox.bulk_faults.configure(bulk_spec)
+                if "seed" in spec:
+                    sandbox.bulk_faults.rng.seed(int(spec["seed"]))
                 if "daily_limit" in spec:
                     limit = int(spec["daily_limit"])
                     if limit < 0:
@@ -219,7 +238,9 @@ def create_app(sandbox: Sandbox) -> Starlette:
                     sandbox.usage.daily_limit = limit
             except (ValueError, TypeError) as exc:
                 return _json(sandbox, 400, {"error": str(exc)})
-        return _json(sandbox, 200, sandbox.faults.describe(sandbox.usage.daily_limit))
+        described = sandbox.faults.describe(sandbox.usage.daily_limit)
+        described.update(sandbox.bulk_faults.describe())
+        return _json(sandbox, 200, described)
 
     async def validation_rules(request: Request) -> Response:
         if request.method == "DELETE":
@@ -249,6 +270,7 @@ def create_app(sandbox: Sandbox) -> Starlette:
         body = sandbox.stats.snapshot()
         body["api_usage"] = {"used": sandbox.usage.used, "max": sandbox.usage.daily_limit}
         body["locators"] = len(sandbox.locators)
+        body["bulk_jobs"] = len(sandbox.bulk)
         return _json(sandbox, 200, body)
 
     async def reseed(request: Request) -> Response:

@@ -21,6 +21,8 @@ from typing import Any
 from sync.sandbox import ids
 from sync.sandbox.errors import ApiError
 from sync.sandbox.schema import FieldDef, ObjectDef, Schema
+from sync.sandbox.selection import read_rows
+from sync.sandbox.soql.compiler import ParentColumn
 from sync.sandbox.store import ROW_COLUMN, Store
 from sync.sandbox.values import NUMBER_TYPES, soql_value_from_sqlite
 
@@ -66,7 +68,7 @@ class Locator:
     """The rest of one query's result."""
 
     obj: ObjectDef
-    fields: list[FieldDef]
+    fields: list[FieldDef | ParentColumn]  # the SELECT list
     rows: array[int]
     batch: int
     include_deleted: bool
@@ -171,7 +173,7 @@ class QueryService:
             numbers = array("q", (row[0] for row in rows))
         if compiled.count_only:
             return {"totalSize": len(numbers), "done": True, "records": []}
-        locator = Locator(compiled.object, list(compiled.fields), numbers, batch, include_deleted)
+        locator = Locator(compiled.object, list(compiled.columns), numbers, batch, include_deleted)
         return self._page(locator, None, 0, version)
 
     def more(self, locator_ref: str, version: str) -> dict[str, Any]:
@@ -196,12 +198,29 @@ class QueryService:
     ) -> dict[str, Any]:
         total = len(locator.rows)
         end = min(offset + locator.batch, total)
+        if any(isinstance(f, ParentColumn) for f in locator.fields):
+            records = self._records_with_parents(locator, offset, end, version)
+        else:
+            records = self._records(locator, offset, end, version)
+        page: dict[str, Any] = {"totalSize": total, "done": end >= total}
+        if end < total:
+            if locator_id is None:
+                locator_id = self.locators.add(locator)
+            endpoint = "queryAll" if locator.include_deleted else "query"
+            page["nextRecordsUrl"] = f"/services/data/v{version}/{endpoint}/{locator_id}-{end}"
+        page["records"] = records
+        return page
+
+    def _records(
+        self, locator: Locator, offset: int, end: int, version: str
+    ) -> list[dict[str, Any]]:
         obj = locator.obj
-        columns = ["Id", *(f.name for f in locator.fields)]
+        fields = [f for f in locator.fields if isinstance(f, FieldDef)]
+        columns = ["Id", *(f.name for f in fields)]
         rows = self.store.rows_by_number(obj, columns, locator.rows[offset:end])
-        names = ("attributes", *(f.name for f in locator.fields))
+        names = ("attributes", *(f.name for f in fields))
         # stored text is already the JSON value; only numbers and booleans need converting
-        converted = [(i + 1, f) for i, f in enumerate(locator.fields) if f.type in _CONVERTED_TYPES]
+        converted = [(i + 1, f) for i, f in enumerate(fields) if f.type in _CONVERTED_TYPES]
         url_prefix = f"/services/data/v{version}/sobjects/{obj.name}/"
         kind = obj.name
         records = []
@@ -213,11 +232,33 @@ class QueryService:
                 name = names[i]
                 record[name] = soql_value_from_sqlite(f, record[name])
             records.append(record)
-        page: dict[str, Any] = {"totalSize": total, "done": end >= total}
-        if end < total:
-            if locator_id is None:
-                locator_id = self.locators.add(locator)
-            endpoint = "queryAll" if locator.include_deleted else "query"
-            page["nextRecordsUrl"] = f"/services/data/v{version}/{endpoint}/{locator_id}-{end}"
-        page["records"] = records
-        return page
+        return records
+
+    def _records_with_parents(
+        self, locator: Locator, offset: int, end: int, version: str
+    ) -> list[dict[str, Any]]:
+        """Records whose SELECT list has parent fields: each parent is a nested record."""
+        obj = locator.obj
+        base = f"/services/data/v{version}/sobjects/"
+        records = []
+        for row in read_rows(self.store, obj, locator.fields, locator.rows[offset:end]):
+            record: dict[str, Any] = {
+                "attributes": {"type": obj.name, "url": base + obj.name + "/" + row.values[0]}
+            }
+            for column, value in zip(locator.fields, row.values[1:], strict=True):
+                if isinstance(column, FieldDef):
+                    record[column.name] = soql_value_from_sqlite(column, value)
+                    continue
+                parent_id = row.parents.get(column.relationship)
+                if parent_id is None:
+                    record[column.relationship] = None
+                    continue
+                nested = record.get(column.relationship)
+                if nested is None:
+                    parent = column.parent.name
+                    url = base + parent + "/" + parent_id
+                    nested = {"attributes": {"type": parent, "url": url}}
+                    record[column.relationship] = nested
+                nested[column.field.name] = soql_value_from_sqlite(column.field, value)
+            records.append(record)
+        return records

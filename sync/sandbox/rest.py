@@ -91,11 +91,13 @@ class ApiRequest:
 
 @dataclass
 class ApiResponse:
-    """Status, JSON body (None for 204) and extra headers."""
+    """Status, JSON body (None for 204) and extra headers; ``raw`` for a non-JSON body."""
 
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    media_type: str = ""
 
 
 def error_response(exc: ApiError) -> ApiResponse:
@@ -109,6 +111,8 @@ def endpoint_of(path: str) -> str:
     if not parts:
         return "resources"
     head = parts[0]
+    if head == "jobs":
+        return "bulk2"
     if head in ("query", "queryAll", "limits", "composite"):
         if head == "composite" and len(parts) > 1 and parts[1] == "sobjects":
             return "collections"
@@ -167,6 +171,9 @@ class RestApi:
         # set by the composite module (it needs this object to run subrequests)
         self.composite: Callable[[ApiRequest], ApiResponse] | None = None
         self.collections: Callable[[ApiRequest, list[str]], ApiResponse] | None = None
+        # set by the Bulk API 2.0 module
+        self.bulk: Callable[[ApiRequest, list[str]], ApiResponse] | None = None
+        self.bulk_jobs_remaining: Callable[[], int] | None = None
 
     def handle(self, req: ApiRequest) -> ApiResponse:
         """Answer ``req``; every failure becomes a Salesforce-shaped error response."""
@@ -204,6 +211,8 @@ class RestApi:
             raise not_found()
         if head == "sobjects":
             return self._sobjects(req, method, rest)
+        if head == "jobs" and self.bulk is not None:
+            return self.bulk(req, rest)
         raise not_found()
 
     @staticmethod
@@ -225,7 +234,10 @@ class RestApi:
         return {
             "DailyApiRequests": {"Max": limit, "Remaining": max(0, limit - used)},
             "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
-            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+            "DailyBulkV2QueryJobs": {
+                "Max": 10000,
+                "Remaining": self.bulk_jobs_remaining() if self.bulk_jobs_remaining else 10000,
+            },
             "DataStorageMB": {"Max": 1024, "Remaining": 1024},
             "ConcurrentPerOrgLongTxn": {"Max": 10, "Remaining": 10},
         }

@@ -111,6 +111,36 @@ PRODUCTS = (
     ("Call Recording Add-On", "ADD-REC", "Add-On", 12.0, "Recurring"),
     ("SMS Add-On", "ADD-SMS", "Add-On", 8.0, "Recurring"),
 )
+TITLES = (
+    ("Controller", "Finance"),
+    ("Accounts Payable Manager", "Finance"),
+    ("CFO", "Finance"),
+    ("IT Director", "IT"),
+    ("Contact Center Manager", "Operations"),
+    ("VP Customer Experience", "Customer Service"),
+    ("Procurement Lead", "Procurement"),
+    ("Office Manager", "Administration"),
+)
+
+
+def _contact_details(account_id: str, position: int) -> tuple[str | None, ...]:
+    """Title, Phone, MobilePhone and Department of a contact.
+
+    Drawn from their own generator (seeded by the contact's place), so that adding them
+    left every other seeded value as it was.
+    """
+    rng = random.Random(f"{account_id}-{position}")
+    title, department = rng.choice(TITLES)
+    area = rng.choice(AREA_CODES)
+    phone = f"({area}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
+    mobile = (
+        f"({rng.choice(AREA_CODES)}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
+        if rng.random() < 0.6
+        else None
+    )
+    return title, phone, mobile, department
+
+
 CARD_TYPES = ("Visa", "MasterCard", "American Express", "Discover")
 
 _COLUMNS: dict[str, tuple[str, ...]] = {
@@ -124,7 +154,16 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "BillingPostalCode",
         "BillingCountry",
     ),
-    "Contact": ("AccountId", "FirstName", "LastName", "Email"),
+    "Contact": (
+        "AccountId",
+        "FirstName",
+        "LastName",
+        "Email",
+        "Title",
+        "Phone",
+        "MobilePhone",
+        "Department",
+    ),
     "AccountContactRole": ("AccountId", "ContactId", "Role", "IsPrimary"),
     "Product2": ("Name", "ProductCode", "Family", "IsActive"),
     "Apttus_Config2__Order__c": (
@@ -259,7 +298,9 @@ class _Builder:
         for position in range(count):
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             email = f"{first}.{last}{'' if position == 0 else position}@{domain}".lower()
-            contact_id = self.add("Contact", (account_id, first, last, email))
+            contact_id = self.add(
+                "Contact", (account_id, first, last, email, *_contact_details(account_id, position))
+            )
             if position < admins:
                 role: str | None = "Billing Admin"
             elif rng.random() < 0.5:

@@ -163,3 +163,20 @@ def test_given_filter_when_parsed_then_kept():
 
     assert mapping is not None
     assert mapping.filter == "BillingCountry != null"
+
+
+def test_given_bulk_threshold_when_loaded_then_kept_out_of_the_fingerprint(tmp_path):
+    write(tmp_path, "accounts.yaml", ACCOUNTS.replace("fields:", "bulk_threshold: 5000\nfields:"))
+    with_threshold = load_mappings(tmp_path)["accounts"]
+    write(tmp_path, "accounts.yaml", ACCOUNTS)
+    without = load_mappings(tmp_path)["accounts"]
+
+    assert with_threshold.bulk_threshold == 5000
+    assert without.bulk_threshold is None
+    assert with_threshold.fingerprint == without.fingerprint
+
+
+def test_given_negative_bulk_threshold_when_loaded_then_refused(tmp_path):
+    write(tmp_path, "accounts.yaml", ACCOUNTS.replace("fields:", "bulk_threshold: -1\nfields:"))
+
+    assert "'bulk_threshold' must be a whole number" in error_of(tmp_path)

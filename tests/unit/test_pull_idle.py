@@ -103,7 +103,14 @@ def test_given_paused_and_never_pulled_mappings_when_checked_then_not_asked(ctx)
     changed = changed_mappings(ctx, ["accounts", "contacts", "products"], now=NOW)
 
     assert changed == ["contacts"]
-    assert ctx.crm.calls == [[u for u in ctx.crm.calls[0] if "FROM Product2" in u]]
+    # the never-pulled mapping is not asked for changes; its full load is counted in
+    # the same call instead (for the choice between REST and Bulk)
+    assert len(ctx.crm.calls) == 1
+    asks = [u for u in ctx.crm.calls[0] if "COUNT()" not in u]
+    assert asks == [u for u in ctx.crm.calls[0] if "FROM Product2" in u]
+    assert [u for u in ctx.crm.calls[0] if "COUNT()" in u] == [
+        "/services/data/v59.0/queryAll?q=SELECT COUNT() FROM Contact"
+    ]
 
 
 def test_given_record_error_due_when_checked_then_mapping_pulled(ctx):
@@ -121,4 +128,4 @@ def test_given_mapping_changed_since_load_when_checked_then_reloaded_without_ask
 
     assert changed_mappings(ctx, ["orders", "products"], now=NOW) == ["orders"]
     assert ctx.crm.api_calls == 1
-    assert all("FROM Product2" in url for url in ctx.crm.calls[0])
+    assert all("FROM Product2" in url for url in ctx.crm.calls[0] if "COUNT()" not in url)

@@ -51,6 +51,11 @@ class OnePageCrm:
         self.api_calls += 1
         return []
 
+    def query_count(self, soql, *, include_deleted=False):
+        # a full load counts its window first (REST or Bulk): far below the threshold
+        self.api_calls += 1
+        return len(self.records)
+
     def close(self):
         pass
 

@@ -341,7 +341,6 @@ def test_given_bad_syntax_when_parsed_then_malformed_query_names_the_token(text,
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("SELECT Id, Account.Name FROM Contact", "relationship fields are not supported"),
         ("SELECT Id FROM Contact WHERE Account.Name = 'a'", "relationship fields"),
         ("SELECT Id FROM Contact ORDER BY Account.Name", "relationship fields"),
         ("SELECT Id, (SELECT Id FROM Contacts) FROM Account", "subqueries are not supported"),

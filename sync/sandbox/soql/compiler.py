@@ -57,13 +57,33 @@ _COMPLEMENT = {"=": "!=", "!=": "=", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
 _TYPE_WORDS = {"id": "id", "reference": "id", "datetime": "dateTime"}
 
 
+@dataclass(frozen=True)
+class ParentColumn:
+    """A child-to-parent field in the SELECT list (``Account.Name``).
+
+    Attributes:
+        label: the name as Salesforce reports it (``Account.Name``, canonical spelling).
+        reference: the child's reference field (``AccountId``).
+        relationship: the relationship name (``Account``).
+        parent: the referenced object.
+        field: the parent's field.
+    """
+
+    label: str
+    reference: FieldDef
+    relationship: str
+    parent: ObjectDef
+    field: FieldDef
+
+
 @dataclass
 class CompiledQuery:
     """A query resolved against the schema, ready to run on the sandbox's SQLite store.
 
     Attributes:
         object: The queried object.
-        fields: The selected fields, canonical, in SELECT order (empty for COUNT()).
+        fields: The selected fields of the object itself, canonical, in SELECT order
+            (empty for COUNT()); ``columns`` has the whole SELECT list.
         count_only: ``SELECT COUNT() FROM ...``.
         limit: LIMIT, or None.
         offset: OFFSET, or None.
@@ -83,6 +103,8 @@ class CompiledQuery:
     where_params: list[Any] = field(default_factory=list)
     order_sql: str = ""
     order_params: list[Any] = field(default_factory=list)
+    # The SELECT list in order: a FieldDef of the object or a ParentColumn.
+    columns: list[FieldDef | ParentColumn] = field(default_factory=list)
 
     def sql(self, select_list: str | None = None) -> tuple[str, list[Any]]:
         """The SQLite statement and its parameters (qmark style).
@@ -149,18 +171,68 @@ class _Compiler:
             )
         return found
 
-    def select_fields(self) -> list[FieldDef]:
-        fields: list[FieldDef] = []
+    def select_columns(self) -> list[FieldDef | ParentColumn]:
+        columns: list[FieldDef | ParentColumn] = []
         seen: set[str] = set()
         for name in self.query.fields:
-            resolved = self.resolve(name)
-            if resolved.name in seen:
+            resolved = self.resolve_parent(name) if "." in name.text else self.resolve(name)
+            label = resolved.label if isinstance(resolved, ParentColumn) else resolved.name
+            if label.lower() in seen:
                 raise self.error(
                     "MALFORMED_QUERY", f"duplicate field selected: {name.text}", name.pos
                 )
-            seen.add(resolved.name)
-            fields.append(resolved)
-        return fields
+            seen.add(label.lower())
+            columns.append(resolved)
+        return columns
+
+    def resolve_parent(self, name: Name) -> ParentColumn:
+        """``Relationship.Field`` (one level: the sandbox serves no deeper paths)."""
+        parts = name.text.split(".")
+        if len(parts) != 2:
+            raise self.error(
+                "MALFORMED_QUERY",
+                f"relationship paths deeper than one level are not supported by the "
+                f"sandbox CRM: {name.text}",
+                name.pos,
+            )
+        relationship, field_name = parts
+        reference = next(
+            (
+                f
+                for f in self.obj.fields.values()
+                if f.relationship_name and f.relationship_name.lower() == relationship.lower()
+            ),
+            None,
+        )
+        if reference is None or not reference.reference_to:
+            raise self.error(
+                "INVALID_FIELD",
+                f"Didn't understand relationship '{relationship}' in field path. If you are "
+                "attempting to use a custom relationship, be sure to append the '__r' after "
+                "the custom relationship name. Please reference your WSDL or the describe "
+                "call for the appropriate names.",
+                name.pos,
+            )
+        parent = self.schema.get(reference.reference_to[0])
+        assert parent is not None  # the schema checks referenceTo
+        found = parent.field(field_name)
+        if found is None:
+            raise self.error(
+                "INVALID_FIELD",
+                f"No such column '{field_name}' on entity '{parent.name}'. If you are "
+                "attempting to use a custom field, be sure to append the '__c' after the "
+                "custom field name. Please reference your WSDL or the describe call for "
+                "the appropriate names.",
+                name.pos,
+            )
+        assert reference.relationship_name is not None
+        return ParentColumn(
+            label=f"{reference.relationship_name}.{found.name}",
+            reference=reference,
+            relationship=reference.relationship_name,
+            parent=parent,
+            field=found,
+        )
 
     # -- values ------------------------------------------------------------------------
 
@@ -366,7 +438,8 @@ class _Compiler:
 
     def compile(self, include_deleted: bool) -> CompiledQuery:
         query = self.query
-        fields = self.select_fields()
+        columns = self.select_columns()
+        fields = [c for c in columns if isinstance(c, FieldDef)]
         where_sql, where_params = "", list[Any]()
         if query.where is not None:
             where_sql, where_params = self.condition(query.where, False)
@@ -387,6 +460,7 @@ class _Compiler:
             where_params=where_params,
             order_sql=order_sql,
             order_params=order_params,
+            columns=columns,
         )
 
 

@@ -2,7 +2,7 @@
 
 The grammar is Salesforce's for the subset the sandbox serves::
 
-    SELECT (COUNT() | field {, field}) FROM object
+    SELECT (COUNT() | field {, field}) FROM object      (field: Name or Parent.Name)
     [WHERE condition] [ORDER BY field [ASC|DESC] [NULLS FIRST|LAST] {, ...}]
     [LIMIT n] [OFFSET m]
 
@@ -102,11 +102,11 @@ class _Parser:
             raise self.unexpected()
         return self.advance()
 
-    def name(self, what: str) -> Name:
+    def name(self, what: str, *, dotted: bool = False) -> Name:
         token = self.tok
         if token.kind is not Kind.IDENT or token.text.upper() in KEYWORDS:
             raise self.unexpected()
-        if "." in token.text:
+        if "." in token.text and not dotted:
             raise self.unsupported(f"relationship {what}s are", token)
         self.advance()
         return Name(token.text, token.pos)
@@ -154,7 +154,9 @@ class _Parser:
                 else:
                     raise self.unsupported("aggregate and function calls are", token)
             else:
-                fields.append(self.name("field"))
+                # child-to-parent fields (Account.Name) are selectable; filters and
+                # ORDER BY take the object's own fields only
+                fields.append(self.name("field", dotted=True))
             if self.tok.kind is not Kind.COMMA:
                 break
             self.advance()
