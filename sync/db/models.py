@@ -293,3 +293,17 @@ class ServiceState(Base):
     value: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class EventChannel(Base):
+    """One Change Data Capture channel the listener subscribes to.
+
+    ``replay_id`` is the id of the last event handled on the channel: a restarted
+    listener resubscribes after it (None: from new events on).
+    """
+
+    __tablename__ = "event_channels"
+
+    channel: Mapped[str] = mapped_column(String(255), primary_key=True)
+    replay_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

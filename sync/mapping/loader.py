@@ -33,7 +33,16 @@ from sync.mapping.spec import (
 PROJECT_MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 _CRM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_TOP_KEYS = {"name", "object", "table", "direction", "filter", "fields", "references"}
+_TOP_KEYS = {
+    "name",
+    "object",
+    "table",
+    "direction",
+    "filter",
+    "fields",
+    "references",
+    "events",
+}
 _FIELD_KEYS = {"column", "type"}
 _REFERENCE_KEYS = {"column", "to"}
 
@@ -206,6 +215,11 @@ def _parse(text: str, source: str, default_name: str, problems: list[Problem]) -
         problems.append(Problem(source, "'filter' must be a SOQL condition (text)", name))
         soql_filter = None
 
+    events = doc.get("events", True)
+    if not isinstance(events, bool):
+        problems.append(Problem(source, "'events' must be true or false", name))
+        events = True
+
     specs: list[FieldSpec] = []
     fields = doc.get("fields") or {}
     references = doc.get("references") or {}
@@ -242,6 +256,7 @@ def _parse(text: str, source: str, default_name: str, problems: list[Problem]) -
         direction=direction,
         filter=soql_filter.strip() if soql_filter else None,
         source=source,
+        events=events,
     )
 
 

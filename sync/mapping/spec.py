@@ -80,6 +80,8 @@ class Mapping:
     direction: Direction = Direction.READ
     filter: str | None = None
     source: str = "<memory>"
+    events: bool = True
+    """Listen to the object's Change Data Capture events (``events: false``: poll only)."""
 
     @property
     def crm_fields(self) -> list[str]:
