@@ -30,6 +30,18 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be on or off")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Configuration of one billing-sync process.
@@ -58,6 +70,9 @@ class Settings:
     reconcile_interval: float = 3600.0
     push_interval: float = 10.0
     task_time_limit: float = 1800.0
+    # Change Data Capture: events trigger the pulls; polling is the safety net.
+    events_enabled: bool = True
+    safety_interval: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +111,8 @@ class Settings:
             ),
             push_interval=_float(env, "BILLING_SYNC_PUSH_INTERVAL", 10.0, 0.5, 86400.0),
             task_time_limit=_float(env, "BILLING_SYNC_TASK_TIME_LIMIT", 1800.0, 10.0, 86400.0),
+            events_enabled=_bool(env, "BILLING_SYNC_EVENTS", True),
+            safety_interval=_float(env, "BILLING_SYNC_SAFETY_INTERVAL", 300.0, 1.0, 86400.0),
         )
 
     def with_(self, **changes: Any) -> Settings:

@@ -100,20 +100,31 @@ def run_service(
     own_ctx = ctx is None
     if ctx is None:
         ctx = SyncContext.from_settings(settings)
-    scheduler = InProcessScheduler(Runtime(settings=settings, ctx=ctx, locks=LocalLocks()))
+    rt = Runtime(settings=settings, ctx=ctx, locks=LocalLocks())
+    scheduler = InProcessScheduler(rt)
     portal: Any = None
+    listener: Any = None
     try:
         url = None
         if portal_available():
             portal = _portal(settings, ctx.engine, host, port)
             url = portal.start()
         scheduler.start()
+        # Change Data Capture: events queue the pulls; the change check becomes the
+        # safety net while the listener is healthy.
+        from sync.events.runner import in_process
+
+        listener = in_process(rt, scheduler)
+        if listener is not None:
+            listener.start()
         if on_ready is not None:
             on_ready(url)
         _wait(stop)
     finally:
         if portal is not None:
             portal.stop()
+        if listener is not None:
+            listener.stop()
         scheduler.stop()
         if own_ctx:
             ctx.close()

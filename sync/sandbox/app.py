@@ -123,6 +123,8 @@ class Sandbox:
         self.usage.daily_limit = self.config.daily_limit
         self.usage.reset()
         self.stats.reset()
+        self.reset_streaming()
+        self.cometd.deliveries.set_used(0)
 
     def reseed(self, accounts: int, random_seed: int) -> dict[str, int]:
         """Replace all data with ``accounts`` freshly generated accounts."""

@@ -232,6 +232,9 @@ class PollReport:
         changed: mappings the check found changed.
         queued: mappings whose pull was queued (changed, not running, not yet queued).
         error: why the check failed, or None.
+        checked: the mappings the check asked about (listening ones only at the safety
+            interval).
+        listening: mappings a healthy events listener covers.
     """
 
     polled: bool
@@ -239,6 +242,21 @@ class PollReport:
     changed: list[str] = field(default_factory=list)
     queued: list[str] = field(default_factory=list)
     error: str | None = None
+    checked: list[str] = field(default_factory=list)
+    listening: list[str] = field(default_factory=list)
+
+
+def listening_now(rt: Runtime, now: dt.datetime) -> set[str]:
+    """Mappings a healthy events listener covers now (empty: poll them all as configured)."""
+    if not rt.settings.events_enabled:
+        return set()
+    from sync.events.status import listening_mappings
+
+    try:
+        return listening_mappings(rt.ctx.engine, now)
+    except SQLAlchemyError as exc:
+        log.warning("listener state unreadable; polling every mapping: %s", exc)
+        return set()
 
 
 def _claim_poll(rt: Runtime, now: dt.datetime) -> tuple[bool, budget_rules.Decision]:
@@ -310,14 +328,30 @@ def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
         What was done; a failed check is reported (and recorded for the guard's
         backoff and for status), not raised: the next tick is the retry.
     """
+    from sync.events import status as events_status
     from sync.pull import changed_mappings
 
     now = rt.clock()
+    # While the events listener is healthy, the mappings it covers are checked only at
+    # the safety interval; the others (refused channels, events: false) as configured.
+    listening = listening_now(rt, now)
+    safety = False
+    if listening:
+        paused = paused_mappings(rt.ctx)
+        others = [n for n in rt.mapping_names if n not in paused and n not in listening]
+        safety = events_status.safety_due(rt.ctx.engine, now, rt.settings.safety_interval)
+        if not others and not safety:
+            decision = budget_rules.decide(read_budget(rt.ctx.engine), rt.policy(), now)
+            return PollReport(polled=False, decision=decision, listening=sorted(listening))
     due, decision = _claim_poll(rt, now)
     if not due:
-        return PollReport(polled=False, decision=decision)
+        return PollReport(polled=False, decision=decision, listening=sorted(listening))
     paused = paused_mappings(rt.ctx)
     names = [n for n in rt.mapping_names if n not in paused]
+    if listening and not safety:
+        names = [n for n in names if n not in listening]
+    elif listening:
+        events_status.record_safety_check(rt.ctx.engine, now)
     if not names:
         _record_poll_result(rt, None)
         return PollReport(polled=True, decision=decision)
@@ -350,7 +384,14 @@ def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
         queued.append(name)
     if queued:
         log.info("queued pulls: %s", ", ".join(queued))
-    return PollReport(polled=True, decision=decision, changed=list(changed), queued=queued)
+    return PollReport(
+        polled=True,
+        decision=decision,
+        changed=list(changed),
+        queued=queued,
+        checked=names,
+        listening=sorted(listening),
+    )
 
 
 def pull(rt: Runtime, name: str, *, full: bool = False) -> PassResult | None:

@@ -30,9 +30,7 @@ def save_replay_id(engine: Engine, channel: str, replay_id: int | None, now: dt.
     try:
         with engine.begin() as conn:
             conn.execute(
-                insert(EventChannel).values(
-                    channel=channel, replay_id=replay_id, updated_at=now
-                )
+                insert(EventChannel).values(channel=channel, replay_id=replay_id, updated_at=now)
             )
     except IntegrityError:
         # another writer inserted it meanwhile: update instead
