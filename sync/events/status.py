@@ -133,6 +133,34 @@ def record_safety_check(engine: Engine, now: dt.datetime) -> None:
     service_state.write(engine, SAFETY_KEY, {"last_at": now.timestamp()}, now)
 
 
+def summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The compact form /readyz and metrics show: state, event age, replay ids, deliveries.
+
+    Keys: ``state``, ``healthy``, ``last_event_age_seconds``, ``replay_ids`` (channel to
+    id), ``channels`` (channel to state), ``listening_mappings``, ``deliveries``
+    (``{"used", "max", "remaining"}`` or None), ``events`` (handled since start).
+    """
+    channels = doc.get("channels") or {}
+    deliveries = doc.get("deliveries")
+    return {
+        "state": doc.get("state"),
+        "healthy": bool(doc.get("healthy")),
+        "last_event_age_seconds": doc.get("last_event_age_seconds"),
+        "replay_ids": {ch: info.get("replay_id") for ch, info in sorted(channels.items())},
+        "channels": {ch: info.get("state") for ch, info in sorted(channels.items())},
+        "listening_mappings": list(doc.get("listening_mappings") or []),
+        "deliveries": (
+            {k: deliveries.get(k) for k in ("used", "max", "remaining")} if deliveries else None
+        ),
+        "events": int(doc.get("events") or 0),
+    }
+
+
+def metrics_snapshot(engine: Engine, now: dt.datetime) -> dict[str, Any]:
+    """What the monitoring endpoint reads about the listener (see :func:`summary`)."""
+    return summary(listener_status(engine, now))
+
+
 def render(doc: dict[str, Any]) -> list[str]:
     """Lines for ``billing-sync status``."""
     state = doc.get("state", "down")
