@@ -565,7 +565,8 @@ class Store:
             plan = deletes.plan_delete(conn, self.schema, obj, record_id)
             stamps = deletes.apply_delete(conn, self.clock, plan)
             for group in plan.deleted.values():
-                self.emit(group.obj, "DELETE", group.ids)
+                if group.ids:
+                    self.emit(group.obj, "DELETE", group.ids)
             for child, fields_by_id in plan.cleared.values():
                 for child_id, names in fields_by_id.items():
                     cleared = list(dict.fromkeys(names))
