@@ -242,10 +242,11 @@ class Listener:
                     self._set_state(ListenerState.LISTENING, "no channel subscribed")
                     stop.wait(min(60.0, self.options.allocation_low_every))
                     continue
+                self._set_state(ListenerState.LISTENING)
                 result = self.client.poll()
                 self._on_subscriptions(result.resubscribed)
-                self._on_events(result.events)
                 self._set_state(ListenerState.LISTENING)
+                self._on_events(result.events)
             except StreamingUnavailableError as exc:
                 self._all_channels(ChannelState.PENDING)
                 self._set_state(ListenerState.UNAVAILABLE, str(exc))
@@ -283,7 +284,6 @@ class Listener:
             wanted[channel] = replay_id if replay_id is not None else REPLAY_NEW
             info.replay_id = replay_id
         self._on_subscriptions(self.client.start(wanted))
-        self._set_state(ListenerState.LISTENING)
         if self.options.catch_up and not self._caught_up:
             self._catch_up()
 
@@ -380,6 +380,7 @@ class Listener:
             replay_repo.save_replay_id(self.ctx.engine, channel, replay_id, when)
             with self._mutex:
                 self.channels[channel].replay_id = replay_id
+        self.write_status()
 
     # -- the allocation guard ----------------------------------------------------------
 

@@ -419,8 +419,11 @@ def pull(rt: Runtime, name: str, *, full: bool = False) -> PassResult | None:
         rt.account(one_off=full)
         raise
     lock.release()
-    # A first load (no watermark yet) is a one-off cost, not the price of a poll cycle.
-    rt.account(one_off=result.full)
+    # A first load (no watermark yet) is a one-off cost, not the price of a poll cycle;
+    # so is a pull of a mapping the events listener covers (a change event asked for
+    # it): counted as poll cycles, such pulls would stretch the polling interval the
+    # mappings fall back to when the stream stops.
+    rt.account(one_off=result.full or name in listening_now(rt, rt.clock()))
     if lock.lost:
         log.error("the lock of %s was lost during the pass", name)
     if result.outcome == "failed":
