@@ -23,7 +23,17 @@ from workers.app import app as celery_app
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-EXPECTED = {"postgres", "redis", "sandbox", "migrate", "worker", "beat", "web", "flower"}
+EXPECTED = {
+    "postgres",
+    "redis",
+    "sandbox",
+    "migrate",
+    "worker",
+    "beat",
+    "listener",
+    "web",
+    "flower",
+}
 
 
 @pytest.fixture(scope="module")
