@@ -30,6 +30,7 @@ def listen(settings: Settings, *, stop: threading.Event | None = None) -> int:
     from sync.events.runner import (
         ListenerThreads,
         celery_enqueuers,
+        free_if_holder_dead,
         holder_name,
         listener_lock_key,
     )
@@ -49,8 +50,13 @@ def listen(settings: Settings, *, stop: threading.Event | None = None) -> int:
             locks, enqueue, enqueue_reconcile=enqueue_reconcile, queue_ttl=rt.queue_marker_ttl()
         )
         listener = Listener(ctx, trigger, runtime=rt, holder=holder_name())
-        lock = RedisLock(client, "listener", listener_lock_key(settings), ttl=settings.lock_ttl)
-        threads = ListenerThreads(listener, lock=lock)
+        key = listener_lock_key(settings)
+        lock = RedisLock(client, "listener", key, ttl=settings.lock_ttl)
+
+        def steal_from_dead() -> None:
+            free_if_holder_dead(client, key)
+
+        threads = ListenerThreads(listener, lock=lock, before_acquire=steal_from_dead)
         threads.start()
         sys.stdout.write(
             f"billing-sync listen: {len(listener.channels)} channel(s); pulls go to Celery. "

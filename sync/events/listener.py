@@ -470,13 +470,18 @@ def run_exclusive(
     lock: Any,
     *,
     retry: float = 5.0,
+    before_acquire: Callable[[], None] | None = None,
 ) -> None:
     """Run ``listener`` only while holding ``lock`` (one active listener per org).
 
     A standby process retries the lock every ``retry`` seconds and takes over when the
     active listener's lock expires (its process died). Losing the lock stops listening.
+    ``before_acquire`` runs before each attempt (it may free a lock whose holder is
+    known to be dead).
     """
     while not stop.is_set():
+        if before_acquire is not None:
+            before_acquire()
         if not lock.acquire():
             stop.wait(retry)
             continue

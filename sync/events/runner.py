@@ -40,9 +40,16 @@ class ListenerThreads:
         lock: when given, the listener runs only while holding it (one per org).
     """
 
-    def __init__(self, listener: Listener, *, lock: Any = None) -> None:
+    def __init__(
+        self,
+        listener: Listener,
+        *,
+        lock: Any = None,
+        before_acquire: Callable[[], None] | None = None,
+    ) -> None:
         self.listener = listener
         self.lock = lock
+        self.before_acquire = before_acquire
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -50,7 +57,14 @@ class ListenerThreads:
         """Start the trigger's dispatch loop and the listener."""
         self._threads.append(self.listener.trigger.start(self.stop_event))
         target: Callable[[], None] = (
-            (lambda: run_exclusive(self.listener, self.stop_event, self.lock))
+            (
+                lambda: run_exclusive(
+                    self.listener,
+                    self.stop_event,
+                    self.lock,
+                    before_acquire=self.before_acquire,
+                )
+            )
             if self.lock is not None
             else (lambda: self.listener.run(self.stop_event))
         )
@@ -109,6 +123,48 @@ def celery_enqueuers(settings: Settings) -> tuple[Callable[[str], None], Callabl
         app.send_task(RECONCILE_TASK, queue=MAINTENANCE_QUEUE)
 
     return enqueue, enqueue_reconcile
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def free_if_holder_dead(client: Any, key: str) -> bool:
+    """Delete the listener lock ``key`` when its holder is a dead process of this host.
+
+    A listener restarted on the same host (``kill -9`` and restart, a container restart)
+    takes over at once instead of waiting for the dead holder's lock to expire. The key
+    is deleted only if it still holds the same token (compare and delete in Redis).
+
+    Returns:
+        True when a dead holder's lock was removed.
+    """
+    raw = client.get(key)
+    if raw is None:
+        return False
+    token = raw.decode() if isinstance(raw, bytes) else str(raw)
+    host, _, rest = token.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid() or pid_alive(pid):
+        return False
+    script: Any = client.register_script(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+        "return 0"
+    )
+    removed = bool(script(keys=[key], args=[token]))
+    if removed:
+        log.warning("events listener: the lock holder (pid %d) is dead; taking over", pid)
+    return removed
 
 
 def listener_lock_key(settings: Settings) -> str:

@@ -71,7 +71,7 @@ def status(engine: Engine) -> dict:
     return listener_status(engine, dt.datetime.now(dt.UTC))
 
 
-def test_given_two_listeners_when_the_active_one_is_killed_mid_burst_then_the_standby_misses_nothing(
+def test_given_two_listeners_when_the_active_one_is_killed_mid_burst_then_nothing_is_missed(
     sandbox, db, prefix, redis_url, services
 ):
     set_faults(sandbox, daily_limit=50_000_000)

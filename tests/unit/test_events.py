@@ -342,3 +342,33 @@ def test_given_settings_when_read_from_env_then_safety_interval_and_events_switc
     )
     assert settings.safety_interval == 120.0 and settings.events_enabled is False
     assert Settings.from_env({}).safety_interval == 300.0 and Settings.from_env({}).events_enabled
+
+
+@pytest.mark.redis
+def test_given_a_listener_lock_held_by_a_dead_local_process_when_checked_then_freed(redis_url):
+    import os
+    import socket
+    import subprocess
+    import uuid
+
+    import redis
+
+    from sync.events.runner import free_if_holder_dead
+
+    client = redis.Redis.from_url(redis_url)
+    key = f"bs-test-{uuid.uuid4().hex[:8]}:listener"
+    host = socket.gethostname()
+    child = subprocess.Popen(["sleep", "0"])
+    child.wait()
+    try:
+        client.set(key, f"{host}:{child.pid}:abc")
+        freed = free_if_holder_dead(client, key)
+        client.set(key, f"{host}:{os.getppid()}:abc")  # alive
+        kept_alive = not free_if_holder_dead(client, key)
+        client.set(key, f"elsewhere:{child.pid}:abc")  # another host: cannot tell
+        kept_remote = not free_if_holder_dead(client, key)
+    finally:
+        client.delete(key)
+        client.close()
+
+    assert freed and kept_alive and kept_remote
