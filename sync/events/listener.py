@@ -392,8 +392,15 @@ class Listener:
         now = self._monotonic()
         if now < self._next_allocation_check:
             return
-        limits = self.ctx.crm.limits()
-        self._account()
+        try:
+            limits = self.ctx.crm.limits()
+        except CrmError as exc:
+            # the stream itself is fine: keep listening, look again soon
+            log.warning("events: delivery allocation not read (%s); retry later", exc)
+            self._next_allocation_check = now + self.options.allocation_low_every
+            return
+        finally:
+            self._account()
         entry = limits.get("DailyDeliveredPlatformEvents")
         if not isinstance(entry, dict) or not entry.get("Max"):
             self._next_allocation_check = now + self.options.allocation_every

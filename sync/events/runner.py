@@ -79,12 +79,19 @@ class ListenerThreads:
         thread.start()
         self._threads.append(thread)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop both; waits at most ``timeout`` s (a held long poll ends by itself)."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop both; waits at most ``timeout`` s per thread.
+
+        A long poll held by the CRM (up to 110 s) is not waited for: the thread is a
+        daemon and ends with the process, and the listener lock is released here so a
+        standby takes over at once.
+        """
         self.stop_event.set()
         self.listener.trigger.wake()
         for thread in self._threads:
             thread.join(timeout=timeout)
+        if self.lock is not None and any(t.is_alive() for t in self._threads):
+            self.lock.release()
         self._threads.clear()
 
     def join(self, timeout: float | None = None) -> None:

@@ -621,3 +621,25 @@ def test_given_every_write_surface_when_used_then_each_emits_its_event(url, crm,
         ("Apttus_Config2__Order__c", "CREATE"),
         ("Apttus_Config2__Order__c", "DELETE"),
     ]
+
+
+def test_given_a_user_without_view_all_data_when_subscribing_then_refused_with_403(
+    url, crm, stream
+):
+    hook(url, view_all_data=False)
+
+    (sub,) = stream.start({ACCOUNTS: REPLAY_NEW})
+
+    assert sub.outcome is Outcome.REFUSED
+    assert sub.error == "403::User not allowed to subscribe CDC without View All Data permissions"
+
+
+def test_given_the_concurrent_client_limit_when_handshaking_then_denied_with_the_reason(url, crm):
+    hook(url, max_clients=0)
+
+    (reply,) = raw(url, [handshake_message()], token=token_of(crm)).json()
+
+    assert reply["error"] == "403::Handshake denied"
+    assert reply["ext"]["sfdc"]["failureReason"] == (
+        "403::Organization concurrent user limit exceeded"
+    )
