@@ -248,10 +248,13 @@ class Listener:
                 self._set_state(ListenerState.LISTENING)
                 self._on_events(result.events)
             except StreamingUnavailableError as exc:
+                # start over (handshake, subscribe every channel) when it is back
+                self.client.client_id = None
                 self._all_channels(ChannelState.PENDING)
                 self._set_state(ListenerState.UNAVAILABLE, str(exc))
                 stop.wait(self.options.unavailable_retry)
             except DeliveryLimitExceededError as exc:
+                self.client.client_id = None
                 self._all_channels(ChannelState.PENDING)
                 self._set_state(ListenerState.EXHAUSTED, str(exc))
                 stop.wait(self.options.exhausted_retry)

@@ -287,7 +287,8 @@ def test_given_a_gap_event_when_delivered_then_the_mapping_is_pulled(
 def test_given_the_stream_goes_down_when_a_record_changes_then_polling_at_the_interval_finds_it(
     url, crm, database_url
 ):
-    with service(url, database_url, pull_interval=1.0) as svc:
+    quick_retry = ListenerOptions(unavailable_retry=0.5)
+    with service(url, database_url, pull_interval=1.0, options=quick_retry) as svc:
         account = first_account(crm)
         hook(url, unavailable=True, drop_sessions=True)
         assert wait_until(lambda: svc.status()["state"] == "unavailable", WAIT), svc.status()
@@ -298,6 +299,9 @@ def test_given_the_stream_goes_down_when_a_record_changes_then_polling_at_the_in
         assert wait_until(
             lambda: svc.column("accounts", "name", account) == "Found by polling", WAIT
         )
+        hook(url, unavailable=False)
+        assert wait_until(lambda: svc.status()["healthy"], WAIT), svc.status()
+        assert "accounts" in svc.status()["listening_mappings"]
 
 
 def test_given_the_delivery_allocation_runs_low_when_checked_then_busiest_channel_polls_again(
