@@ -295,6 +295,11 @@ class Listener:
         from sync.pull import changed_mappings
 
         names = self.listening_mappings()
+        # A listener killed between marking a pull queued and sending it leaves a marker
+        # that would make requests look satisfied until it expires; a duplicate pull is
+        # harmless (it skips a mapping whose pull runs), a missed one is not.
+        for name in names:
+            self.trigger.locks.clear_queued(name)
         if names:
             changed = changed_mappings(self.ctx, names, now=self._clock())
             self._account()
