@@ -203,6 +203,13 @@ def _set_paused(args: argparse.Namespace, settings: Settings, paused: bool) -> i
     try:
         upgrade(engine)
         set_paused(engine, args.name, paused, now=utc_now())
+        if not paused:
+            # events for a paused mapping are ignored: check the listening mappings at
+            # the next tick instead of waiting for the safety interval
+            from sync.db import service_state
+            from sync.events.status import SAFETY_KEY
+
+            service_state.remove(engine, SAFETY_KEY)
     finally:
         engine.dispose()
     if paused:

@@ -305,7 +305,7 @@ class Listener:
             self._account()
             if changed:
                 log.info("events listener: catching up on %s", ", ".join(changed))
-                self.trigger.request(changed)
+                self._request(list(changed))
         self._caught_up = True
 
     def listening_mappings(self) -> list[str]:
@@ -352,13 +352,14 @@ class Listener:
                 replay_repo.save_replay_id(self.ctx.engine, sub.channel, None, self._clock())
                 pull_all = True
         if pull_all:
-            self.trigger.request(self.listening_mappings())
+            self._request(self.listening_mappings())
 
     def _on_events(self, messages: list[dict[str, Any]]) -> None:
         if not messages:
             return
         now = self._clock().timestamp()
         last_ids: dict[str, int] = {}
+        wanted: dict[str, list[bool]] = {}  # channel -> [GAP_OVERFLOW seen]
         for message in messages:
             event = parse_event(message)
             info = self.channels.get(event.channel)
@@ -380,15 +381,26 @@ class Listener:
                     len(event.record_ids),
                     ", ".join(info.mappings),
                 )
-            self.trigger.request(info.mappings, reconcile=event.is_overflow)
+            wanted.setdefault(event.channel, [False])[0] |= event.is_overflow
             if event.replay_id is not None:
                 last_ids[event.channel] = event.replay_id
+        for channel, (overflow,) in wanted.items():
+            self._request(self.channels[channel].mappings, reconcile=overflow)
         when = self._clock()
         for channel, replay_id in last_ids.items():
             replay_repo.save_replay_id(self.ctx.engine, channel, replay_id, when)
             with self._mutex:
                 self.channels[channel].replay_id = replay_id
         self.write_status()
+
+    def _request(self, names: list[str], *, reconcile: bool = False) -> None:
+        """Ask for pulls of ``names``, leaving out paused mappings (pause holds)."""
+        from sync.service.jobs import paused_mappings
+
+        paused = paused_mappings(self.ctx)
+        wanted = [n for n in names if n not in paused]
+        if wanted or reconcile:
+            self.trigger.request(wanted, reconcile=reconcile)
 
     # -- the allocation guard ----------------------------------------------------------
 
@@ -475,7 +487,7 @@ class Listener:
         results = [self.client.subscribe(channel, REPLAY_NEW) for channel in suspended]
         self._on_subscriptions(results)
         # their changes were polled meanwhile; a pull closes the gap since the last poll
-        self.trigger.request([m for c in suspended for m in self.channels[c].mappings])
+        self._request([m for c in suspended for m in self.channels[c].mappings])
         self.write_status()
 
 

@@ -329,3 +329,23 @@ def test_given_the_delivery_allocation_runs_low_when_checked_then_busiest_channe
         assert wait_until(
             lambda: svc.status()["channels"][ACCOUNTS]["state"] == "listening", WAIT
         ), svc.status()
+
+
+def test_given_a_paused_mapping_when_its_events_arrive_then_no_pull(url, crm, database_url):
+    from sync.db.repo import set_paused
+
+    with service(
+        url, database_url, pull_interval=3600, options=ListenerOptions(catch_up=False)
+    ) as svc:
+        account = first_account(crm)
+        assert wait_until(svc.quiet, WAIT)
+        set_paused(svc.ctx.engine, "accounts", True, now=dt.datetime.now(dt.UTC))
+        passes_before = svc.passes("accounts")
+        events_before = svc.status()["events"]
+
+        rename(crm, account, "While paused")
+        assert wait_until(lambda: svc.status()["events"] > events_before, WAIT)
+        assert wait_until(svc.quiet, WAIT)
+
+        assert svc.passes("accounts") == passes_before
+        assert svc.column("accounts", "name", account) != "While paused"
