@@ -31,6 +31,7 @@ _HANDLERS: dict[str, str] = {
     "pause": "sync.commands.run:pause_command",
     "resume": "sync.commands.run:resume_command",
     "portal-link": "sync.portal.cli:portal_link_command",
+    "listen": "sync.commands.listen:listen_command",
 }
 
 
@@ -61,6 +62,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=15 * 86400.0,
         metavar="SECONDS",
         help="how long deleted records stay in queryAll before purge",
+    )
+    p.add_argument(
+        "--cometd-timeout",
+        type=float,
+        default=110.0,
+        metavar="SECONDS",
+        help="how long a CometD connect is held without events",
+    )
+    p.add_argument(
+        "--event-retention",
+        type=float,
+        default=72 * 3600.0,
+        metavar="SECONDS",
+        help="how long change events stay available for replay",
+    )
+    p.add_argument(
+        "--event-delivery-limit",
+        type=int,
+        default=50_000,
+        metavar="EVENTS",
+        help="change events delivered per rolling 24 hours (DailyDeliveredPlatformEvents)",
+    )
+    p.add_argument(
+        "--cdc-entities",
+        metavar="OBJECTS",
+        help="comma-separated objects selected for Change Data Capture (default: all)",
     )
 
     p = sub.add_parser("sync", help="one pull pass over all (or one) mappings")
@@ -107,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("pause", "stop polling a mapping"), ("resume", "restart it")):
         p = sub.add_parser(name, help=text)
         p.add_argument("name", metavar="NAME")
+
+    sub.add_parser("listen", help="the Change Data Capture listener alone (queues pulls on Celery)")
 
     p = sub.add_parser("portal-link", help="print a signed portal URL for a contact")
     p.add_argument("contact", metavar="CONTACT", help="contact Id or email")

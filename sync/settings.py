@@ -30,6 +30,18 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be on or off")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Configuration of one billing-sync process.
@@ -69,6 +81,9 @@ class Settings:
     bulk_threshold: int = 10_000
     bulk_page_size: int = 100_000
     bulk_give_up: float = 1800.0
+    # Change Data Capture: events trigger the pulls; polling is the safety net.
+    events_enabled: bool = True
+    safety_interval: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -115,6 +130,8 @@ class Settings:
             bulk_threshold=int(_float(env, "BILLING_SYNC_BULK_THRESHOLD", 10_000, 0, 1e12)),
             bulk_page_size=int(_float(env, "BILLING_SYNC_BULK_PAGE_SIZE", 100_000, 1000, 1e6)),
             bulk_give_up=_float(env, "BILLING_SYNC_BULK_TIMEOUT", 1800.0, 5.0, 86400.0),
+            events_enabled=_bool(env, "BILLING_SYNC_EVENTS", True),
+            safety_interval=_float(env, "BILLING_SYNC_SAFETY_INTERVAL", 300.0, 1.0, 86400.0),
         )
 
     def with_(self, **changes: Any) -> Settings:

@@ -101,9 +101,11 @@ def run_service(
     own_ctx = ctx is None
     if ctx is None:
         ctx = SyncContext.from_settings(settings)
-    scheduler = InProcessScheduler(Runtime(settings=settings, ctx=ctx, locks=LocalLocks()))
+    rt = Runtime(settings=settings, ctx=ctx, locks=LocalLocks())
+    scheduler = InProcessScheduler(rt)
     flusher = Flusher(ctx.engine)
     portal: Any = None
+    listener: Any = None
     try:
         url = None
         flusher.start()
@@ -111,12 +113,21 @@ def run_service(
             portal = _portal(settings, ctx.engine, host, port, push_trigger=scheduler.trigger_push)
             url = portal.start()
         scheduler.start()
+        # Change Data Capture: events queue the pulls; the change check becomes the
+        # safety net while the listener is healthy.
+        from sync.events.runner import in_process
+
+        listener = in_process(rt, scheduler)
+        if listener is not None:
+            listener.start()
         if on_ready is not None:
             on_ready(url)
         _wait(stop)
     finally:
         if portal is not None:
             portal.stop()
+        if listener is not None:
+            listener.stop()
         scheduler.stop()
         flusher.stop()
         if own_ctx:
@@ -212,6 +223,13 @@ def _set_paused(args: argparse.Namespace, settings: Settings, paused: bool) -> i
     try:
         upgrade(engine)
         set_paused(engine, args.name, paused, now=utc_now())
+        if not paused:
+            # events for a paused mapping are ignored: check the listening mappings at
+            # the next tick instead of waiting for the safety interval
+            from sync.db import service_state
+            from sync.events.status import SAFETY_KEY
+
+            service_state.remove(engine, SAFETY_KEY)
     finally:
         engine.dispose()
     if paused:

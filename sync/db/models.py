@@ -419,3 +419,20 @@ class MetricCounter(Base):
 
 # /metrics counts change sets per state, with each state's latest update, at every scrape.
 Index("ix_change_sets_state_updated", ChangeSet.state, ChangeSet.updated_at)
+
+
+# --- change events --------------------------------------------------------------------
+
+
+class EventChannel(Base):
+    """One Change Data Capture channel the listener subscribes to.
+
+    ``replay_id`` is the id of the last event handled on the channel: a restarted
+    listener resubscribes after it (None: from new events on).
+    """
+
+    __tablename__ = "event_channels"
+
+    channel: Mapped[str] = mapped_column(String(255), primary_key=True)
+    replay_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

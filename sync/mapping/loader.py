@@ -42,6 +42,7 @@ _TOP_KEYS = {
     "fields",
     "references",
     "bulk_threshold",
+    "events",
 }
 _FIELD_KEYS = {"column", "type"}
 _REFERENCE_KEYS = {"column", "to"}
@@ -222,6 +223,10 @@ def _parse(text: str, source: str, default_name: str, problems: list[Problem]) -
             Problem(source, "'bulk_threshold' must be a whole number of records (0: never)", name)
         )
         bulk_threshold = None
+    events = doc.get("events", True)
+    if not isinstance(events, bool):
+        problems.append(Problem(source, "'events' must be true or false", name))
+        events = True
 
     specs: list[FieldSpec] = []
     fields = doc.get("fields") or {}
@@ -260,6 +265,7 @@ def _parse(text: str, source: str, default_name: str, problems: list[Problem]) -
         filter=soql_filter.strip() if soql_filter else None,
         source=source,
         bulk_threshold=bulk_threshold,
+        events=events,
     )
 
 

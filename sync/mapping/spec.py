@@ -83,6 +83,8 @@ class Mapping:
     # Records from which a load goes through the Bulk API (None: the setting's value;
     # 0: never). Not part of the fingerprint: it changes how rows are read, not what.
     bulk_threshold: int | None = None
+    events: bool = True
+    """Listen to the object's Change Data Capture events (``events: false``: poll only)."""
 
     @property
     def crm_fields(self) -> list[str]:

@@ -6,6 +6,7 @@ answer 404, exactly like ids that do not exist.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from sqlalchemy import text
@@ -223,4 +224,9 @@ class Portal(ChangePages):
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         if not current:
             return JSONResponse({"status": "unavailable", "database": "schema outdated"}, 503)
-        return JSONResponse({"status": "ready", "database": "ok"})
+        # The listener's state is detail, not readiness: without it the mirror is kept
+        # fresh by polling at the configured interval.
+        from sync.events.status import listener_status, summary
+
+        events = summary(listener_status(self.engine, dt.datetime.now(dt.UTC)))
+        return JSONResponse({"status": "ready", "database": "ok", "events": events})

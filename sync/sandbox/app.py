@@ -26,8 +26,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sync.sandbox import auth
+from sync.sandbox import auth, soap
 from sync.sandbox.bulk2 import BulkFaults, BulkQueries
+from sync.sandbox.cometd import COOKIE, CometdServer, CometdSettings
 from sync.sandbox.composite import Composite
 from sync.sandbox.config import SandboxConfig
 from sync.sandbox.errors import ApiError, invalid_session, limit_exceeded, not_found
@@ -43,7 +44,7 @@ from sync.sandbox.rest import (
 from sync.sandbox.rest import versions as api_versions
 from sync.sandbox.schema import load_schema
 from sync.sandbox.seed import seed
-from sync.sandbox.store import Store, ValidationRule
+from sync.sandbox.store import CHANGE_ORIGIN, Store, ValidationRule
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,13 @@ class Sandbox:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.schema = load_schema()
-        self.store = Store(self.schema, db_path=config.db_path, retention=config.retention)
+        self.store = Store(
+            self.schema,
+            db_path=config.db_path,
+            retention=config.retention,
+            event_retention=config.event_retention,
+            cdc_entities=config.cdc_entities,
+        )
         self.locators = LocatorCache()
         self.queries = QueryService(self.store, self.schema, self.locators)
         self.usage = ApiUsage(config.daily_limit)
@@ -76,6 +83,25 @@ class Sandbox:
         self.bulk_faults = BulkFaults()
         self.bulk = BulkQueries(self.api, self.store, self.schema, self.bulk_faults)
         self.stats = Stats()
+        self.cometd = CometdServer(self.store, self.sessions, self._cometd_settings())
+        self.api.extra_limits = self.cometd.limits
+
+    def _cometd_settings(self) -> CometdSettings:
+        return CometdSettings(
+            connect_timeout=self.config.cometd_timeout,
+            idle_timeout=self.config.cometd_idle_timeout,
+            delivery_limit=self.config.event_delivery_limit,
+        )
+
+    def reset_streaming(self) -> None:
+        """Streaming settings and CDC selection back to the configuration."""
+        self.cometd.settings = self._cometd_settings()
+        self.store.cdc_entities = (
+            None
+            if self.config.cdc_entities is None
+            else {e.lower() for e in self.config.cdc_entities}
+        )
+        self.store.event_retention = self.config.event_retention
 
     def start(self) -> dict[str, int]:
         """Seed an empty database when asked to, and remember the state for resets.
@@ -103,6 +129,8 @@ class Sandbox:
         self.usage.daily_limit = self.config.daily_limit
         self.usage.reset()
         self.stats.reset()
+        self.reset_streaming()
+        self.cometd.deliveries.set_used(0)
 
     def reseed(self, accounts: int, random_seed: int) -> dict[str, int]:
         """Replace all data with ``accounts`` freshly generated accounts."""
@@ -149,14 +177,78 @@ def create_app(sandbox: Sandbox) -> Starlette:
     """The ASGI application serving ``sandbox``."""
 
     async def soap_login(request: Request) -> Response:
-        sandbox.stats.record("login", api_call=False)
         version = request.path_params["version"]
-        username, password = auth.parse_soap_login(await request.body())
+        envelope = await request.body()
+        undelete = soap.parse_undelete(envelope)
+        if undelete is not None:
+            return await soap_undelete(version, *undelete)
+        sandbox.stats.record("login", api_call=False)
+        username, password = auth.parse_soap_login(envelope)
         if not sandbox.credentials.password_ok(username, password):
             return _xml(auth.soap_fault(), 500)
         token = sandbox.sessions.issue()
         body = auth.soap_login_response(token, _base_url(request), version, sandbox.sessions.ttl)
         return _xml(body, 200)
+
+    async def soap_undelete(version: str, session_id: str | None, ids: list[str]) -> Response:
+        if not sandbox.sessions.check(session_id):
+            return _xml(soap.invalid_session_fault(), 500)
+        if not sandbox.usage.try_count():
+            sandbox.stats.record("undelete", api_call=False)
+            return _xml(
+                soap.invalid_session_fault().replace(
+                    "INVALID_SESSION_ID", "REQUEST_LIMIT_EXCEEDED"
+                ),
+                500,
+            )
+        sandbox.stats.record("undelete", api_call=True)
+
+        def run() -> Response:
+            CHANGE_ORIGIN.set(f"com/salesforce/api/soap/{version}")
+            results: list[tuple[str, str | None, str | None]] = []
+            for raw_id in ids[: soap.MAX_UNDELETE]:
+                obj = sandbox.schema.by_prefix(raw_id[:3])
+                try:
+                    if obj is None:
+                        raise ApiError(400, "INVALID_ID_FIELD", f"invalid record id: {raw_id}")
+                    results.append((sandbox.store.undelete(obj, raw_id), None, None))
+                except ApiError as exc:
+                    results.append((raw_id, exc.error_code, exc.message))
+            return _xml(soap.undelete_response(results), 200)
+
+        return await run_in_threadpool(run)
+
+    async def cometd(request: Request) -> Response:
+        sandbox.stats.record("cometd", api_call=False)
+        if sandbox.cometd.settings.unavailable:
+            return _error(sandbox, not_found())
+        answer = await sandbox.cometd.handle(
+            request.path_params.get("version"),
+            await request.body(),
+            request.headers.get("authorization"),
+            dict(request.cookies),
+        )
+        response = Response(
+            orjson.dumps(answer.body), status_code=answer.status, media_type=JSON_TYPE
+        )
+        if answer.set_cookie is not None:
+            response.set_cookie(COOKIE, answer.set_cookie, path="/", httponly=True)
+        return response
+
+    async def cometd_hook(request: Request) -> Response:
+        if request.method == "DELETE":
+            sandbox.reset_streaming()
+            return _json(sandbox, 200, sandbox.cometd.describe())
+        done: dict[str, Any] = {}
+        if request.method == "POST":
+            try:
+                spec = orjson.loads(await request.body() or b"{}")
+                if not isinstance(spec, dict):
+                    raise ValueError("the body must be a JSON object")
+                done = await run_in_threadpool(sandbox.cometd.configure, spec)
+            except (ValueError, TypeError) as exc:
+                return _json(sandbox, 400, {"error": str(exc)})
+        return _json(sandbox, 200, {**sandbox.cometd.describe(), **done})
 
     async def oauth_token(request: Request) -> Response:
         sandbox.stats.record("login", api_call=False)
@@ -331,6 +423,10 @@ def create_app(sandbox: Sandbox) -> Starlette:
         Route("/services/data/", versions, methods=["GET"]),
         Route("/services/data/{version}", data, methods=ALL_METHODS),
         Route("/services/data/{version}/{path:path}", data, methods=ALL_METHODS),
+        Route("/cometd", cometd, methods=["POST"]),
+        Route("/cometd/", cometd, methods=["POST"]),
+        Route("/cometd/{version}", cometd, methods=["POST"]),
+        Route("/_sandbox/cometd", cometd_hook, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/expire-sessions", expire_sessions, methods=["POST"]),
         Route("/_sandbox/validation-rules", validation_rules, methods=["GET", "POST", "DELETE"]),

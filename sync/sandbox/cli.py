@@ -35,7 +35,18 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         session_ttl=args.session_ttl,
         daily_limit=args.daily_limit,
         retention=args.retention,
+        cometd_timeout=getattr(args, "cometd_timeout", 110.0),
+        event_retention=getattr(args, "event_retention", 72 * 3600.0),
+        event_delivery_limit=getattr(args, "event_delivery_limit", 50_000),
+        cdc_entities=_entities(getattr(args, "cdc_entities", None)),
     )
+
+
+def _entities(raw: str | None) -> list[str] | None:
+    """``--cdc-entities Account,Contact`` -> the list; unset or ``all`` -> None (all)."""
+    if raw is None or raw.strip().lower() in ("", "all"):
+        return None
+    return [name.strip() for name in raw.split(",") if name.strip()]
 
 
 class _ForegroundServer(uvicorn.Server):

@@ -23,6 +23,12 @@ class SandboxConfig:
         retention: seconds a deleted record stays in queryAll before it is purged.
         client_id: OAuth consumer key of the connected app.
         client_secret: OAuth consumer secret of the connected app.
+        cometd_timeout: seconds a CometD ``/meta/connect`` is held without events.
+        cometd_idle_timeout: seconds a CometD client may stay silent after an answer.
+        event_delivery_limit: change events delivered per rolling 24 hours
+            (``DailyDeliveredPlatformEvents``).
+        event_retention: seconds change events stay available for replay.
+        cdc_entities: objects selected for Change Data Capture (None: every object).
     """
 
     host: str = "127.0.0.1"
@@ -38,3 +44,8 @@ class SandboxConfig:
     retention: float = 15 * 86400.0
     client_id: str = "billing-sync"
     client_secret: str = "sandbox-secret"  # noqa: S105
+    cometd_timeout: float = 110.0
+    cometd_idle_timeout: float = 40.0
+    event_delivery_limit: int = 50_000
+    event_retention: float = 72 * 3600.0
+    cdc_entities: list[str] | None = None

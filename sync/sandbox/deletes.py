@@ -135,12 +135,19 @@ def plan_delete(
     return plan
 
 
-def apply_delete(conn: sqlite3.Connection, clock: ModstampClock, plan: DeletePlan) -> None:
+def apply_delete(
+    conn: sqlite3.Connection, clock: ModstampClock, plan: DeletePlan
+) -> dict[str, str]:
     """Write ``plan``: soft-delete its records (the first one first), clear references.
 
     Every written record gets its own ``SystemModstamp``, so readers paging on it see
     each change.
+
+    Returns:
+        The new ``LastModifiedDate`` (stored format) of each record whose reference was
+        cleared, by Id.
     """
+    cleared_at: dict[str, str] = {}
     for group in plan.deleted.values():
         table = quote(group.obj.name)
         for record_id in group.ids:
@@ -158,6 +165,42 @@ def apply_delete(conn: sqlite3.Connection, clock: ModstampClock, plan: DeletePla
                 'WHERE "Id" = ?',
                 (stamp, stamp, record_id),
             )
+            cleared_at[record_id] = stamp
+    return cleared_at
+
+
+def apply_undelete(
+    conn: sqlite3.Connection,
+    schema: Schema,
+    clock: ModstampClock,
+    obj: ObjectDef,
+    record_id: str,
+) -> list[tuple[ObjectDef, str]]:
+    """Restore a record from the recycle bin, with the records its delete cascaded to.
+
+    Salesforce brings back master-detail and cascade-delete children deleted with their
+    parent. Every restored record gets its own ``SystemModstamp``.
+
+    Returns:
+        (object, Id) of every restored record, the given one first.
+    """
+    restored: list[tuple[ObjectDef, str]] = [(obj, record_id)]
+    pending: list[tuple[ObjectDef, list[str]]] = [(obj, [record_id])]
+    while pending:
+        parent, parent_ids = pending.pop(0)
+        for child, ref in schema.children_of(parent):
+            if ref.delete_rule is DeleteRule.CASCADE:
+                found = _referring(conn, child, ref, parent_ids, deleted=True)
+                if found:
+                    restored.extend((child, i) for i in found)
+                    pending.append((child, found))
+    for restored_obj, restored_id in restored:
+        conn.execute(
+            f'UPDATE {quote(restored_obj.name)} SET "IsDeleted" = 0, "SystemModstamp" = ? '
+            'WHERE "Id" = ?',
+            (format_ms(clock.next_ms()), restored_id),
+        )
+    return restored
 
 
 def purge(conn: sqlite3.Connection, schema: Schema, cutoff: str) -> int:

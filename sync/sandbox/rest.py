@@ -22,7 +22,7 @@ from sync.sandbox.errors import ApiError, json_parser_error, method_not_allowed,
 from sync.sandbox.limits import ApiUsage
 from sync.sandbox.queries import QueryService, batch_size_from_header
 from sync.sandbox.schema import FieldDef, ObjectDef, Schema
-from sync.sandbox.store import MultipleMatches, Store
+from sync.sandbox.store import CHANGE_ORIGIN, MultipleMatches, Store
 from sync.sandbox.values import FieldValueError, row_converter, sqlite_value_from_json
 
 _VERSION = re.compile(r"^v(\d{2,3}\.\d)$")
@@ -128,6 +128,17 @@ def endpoint_of(path: str) -> str:
     return "other"
 
 
+def change_origin(api: str, version: str, headers: Mapping[str, str]) -> str:
+    """``changeOrigin`` of a change event: the API and the caller's ``client=`` option."""
+    origin = f"com/salesforce/api/{api}/{version}"
+    options = headers.get("sforce-call-options", "")
+    for part in options.split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "client" and value.strip():
+            return f"{origin};client={value.strip()}"
+    return origin
+
+
 def record_json(obj: ObjectDef, values: dict[str, Any], version: str) -> dict[str, Any]:
     """A stored record as the REST API shows it (``attributes`` first)."""
     fields = [obj.fields[name.lower()] for name in values]
@@ -174,9 +185,12 @@ class RestApi:
         # set by the Bulk API 2.0 module
         self.bulk: Callable[[ApiRequest, list[str]], ApiResponse] | None = None
         self.bulk_jobs_remaining: Callable[[], int] | None = None
+        # more /limits entries (the streaming endpoint's event delivery allocation)
+        self.extra_limits: Callable[[], dict[str, Any]] | None = None
 
     def handle(self, req: ApiRequest) -> ApiResponse:
         """Answer ``req``; every failure becomes a Salesforce-shaped error response."""
+        CHANGE_ORIGIN.set(change_origin("rest", req.version, req.headers))
         try:
             return self._route(req)
         except ApiError as exc:
@@ -240,6 +254,7 @@ class RestApi:
             },
             "DataStorageMB": {"Max": 1024, "Remaining": 1024},
             "ConcurrentPerOrgLongTxn": {"Max": 10, "Remaining": 10},
+            **(self.extra_limits() if self.extra_limits is not None else {}),
         }
 
     # -- query ---------------------------------------------------------------------

@@ -26,6 +26,8 @@ def uvicorn_config(sandbox: Sandbox, *, loop: str = "auto") -> uvicorn.Config:
         access_log=False,
         log_level="warning",
         timeout_keep_alive=60,
+        # held CometD long polls must not keep a stopping server alive
+        timeout_graceful_shutdown=3,
         backlog=2048,
     )
 

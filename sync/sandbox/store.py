@@ -16,12 +16,15 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from sync.sandbox import deletes, ids
+from sync.sandbox import events as cdc
 from sync.sandbox.clock import ModstampClock, format_ms, parse_datetime, to_ms
 from sync.sandbox.errors import ApiError, entity_deleted, not_found
 from sync.sandbox.schema import FieldDef, ObjectDef, Schema
@@ -37,6 +40,10 @@ from sync.sandbox.validation import (
 from sync.sandbox.values import FieldValueError, sqlite_value_from_json
 
 ROW_COLUMN = "rowid"
+COMMIT_USER = ids.make_id("005", 1)  # the sandbox's one user (auth.USER_ID)
+
+CHANGE_ORIGIN: ContextVar[str] = ContextVar("CHANGE_ORIGIN", default="com/salesforce/api/rest/59.0")
+"""``changeOrigin`` of the events a write emits; the API surface sets it per request."""
 _PURGE_EVERY = 1.0  # seconds between checks for deleted records past retention
 
 Record = dict[str, Any]
@@ -98,6 +105,8 @@ class Store:
         db_path: str | None = None,
         clock: ModstampClock | None = None,
         retention: float = 15 * 86400.0,
+        event_retention: float = cdc.EVENT_RETENTION,
+        cdc_entities: Sequence[str] | None = None,
     ) -> None:
         self.schema = schema
         self.db_path = db_path
@@ -116,6 +125,18 @@ class Store:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
         self._next_row: dict[str, int] = {}
+        # Change Data Capture: which entities emit events (None: all), the replay id
+        # counter, the current transaction's key and sequence, and who is told of commits.
+        self.event_retention = event_retention
+        self.cdc_entities: set[str] | None = (
+            None if cdc_entities is None else {e.lower() for e in cdc_entities}
+        )
+        self._replay_last = 0
+        self._commit_number = 0
+        self._txn_key = ""
+        self._txn_seq = 0
+        self._txn_emitted = False
+        self.commit_listeners: list[Callable[[], None]] = []
         self.create_tables()
         self._observe_existing()
 
@@ -143,6 +164,7 @@ class Store:
                     f"CREATE INDEX IF NOT EXISTS {quote(obj.name + '__deleted')} "
                     f'ON {table} ("SystemModstamp") WHERE "IsDeleted" = 1'
                 )
+            cdc.create_table(self.conn)
 
     def _observe_rows(self) -> None:
         for obj in self.schema.objects.values():
@@ -158,6 +180,7 @@ class Store:
 
     def _observe_existing(self) -> None:
         self._observe_rows()
+        self._replay_last = max(self._replay_last, cdc.newest(self.conn))
         for obj in self.schema.objects.values():
             row = self.conn.execute(
                 f'SELECT MAX("Id"), MAX("SystemModstamp") FROM {quote(obj.name)}'
@@ -190,6 +213,9 @@ class Store:
             if self._depth == 0:
                 self.conn.execute("BEGIN IMMEDIATE")
                 self._depth = 1
+                self._txn_key = str(uuid.uuid4())
+                self._txn_seq = 0
+                self._txn_emitted = False
                 try:
                     yield self.conn
                 except BaseException:
@@ -197,6 +223,8 @@ class Store:
                     raise
                 else:
                     self.conn.execute("COMMIT")
+                    if self._txn_emitted:
+                        self._notify_commit()
                 finally:
                     self._depth = 0
             else:
@@ -213,6 +241,115 @@ class Store:
                     self.conn.execute(f"RELEASE {name}")
                 finally:
                     self._depth -= 1
+
+    # -- change data capture -----------------------------------------------------------
+
+    def cdc_selected(self, object_name: str) -> bool:
+        """True when changes of ``object_name`` emit change events."""
+        return self.cdc_entities is None or object_name.lower() in self.cdc_entities
+
+    def _next_replay_id(self) -> int:
+        # Increasing but not contiguous, as Salesforce's: clients must never compute ids.
+        self._replay_last += 1 + (self._replay_last % 3)
+        return self._replay_last
+
+    def _notify_commit(self) -> None:
+        for listener in list(self.commit_listeners):
+            listener()
+
+    def emit(
+        self,
+        obj: ObjectDef,
+        change_type: str,
+        record_ids: Sequence[str],
+        body: dict[str, Any] | None = None,
+        changed_fields: Sequence[str] = (),
+    ) -> int | None:
+        """Write one change event in the current transaction; returns its replay id.
+
+        Nothing is written for an entity not selected for Change Data Capture (None).
+        Must run inside :meth:`transaction`: the event commits or rolls back with the
+        change it describes.
+        """
+        if self._depth == 0:
+            raise RuntimeError("change events are written inside a transaction")
+        if not self.cdc_selected(obj.name):
+            return None
+        self._txn_seq += 1
+        if self._txn_seq == 1:
+            self._commit_number += 1
+        now_ms = self.clock.wall_ms()
+        header = {
+            "entityName": obj.name,
+            "recordIds": list(record_ids),
+            "changeType": change_type,
+            "changeOrigin": CHANGE_ORIGIN.get(),
+            "transactionKey": self._txn_key,
+            "sequenceNumber": self._txn_seq,
+            "commitTimestamp": now_ms,
+            "commitNumber": 10_000_000 + self._commit_number,
+            "commitUser": COMMIT_USER,
+            "changedFields": list(changed_fields),
+        }
+        replay_id = self._next_replay_id()
+        payload = {"ChangeEventHeader": header, **(body or {})}
+        cdc.insert(self.conn, cdc.StoredEvent(replay_id, obj.name, now_ms, payload))
+        self._txn_emitted = True
+        return replay_id
+
+    def emit_gap(self, obj: ObjectDef, change_type: str, record_ids: Sequence[str]) -> int | None:
+        """Emit a gap event (header only) in a transaction of its own."""
+        if change_type not in cdc.GAP_TYPES:
+            raise ValueError(f"not a gap change type: {change_type}")
+        with self.transaction():
+            ids_out = [] if change_type == "GAP_OVERFLOW" else list(record_ids)
+            return self.emit(obj, change_type, ids_out)
+
+    def _json_values(self, obj: ObjectDef, row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            name: cdc.json_value(obj.fields[name.lower()], value) for name, value in row.items()
+        }
+
+    def _emit_full(self, obj: ObjectDef, change_type: str, record_id: str) -> None:
+        """CREATE/UNDELETE: every non-empty field of the record as stored now."""
+        if not self.cdc_selected(obj.name):
+            return
+        fields = list(obj.fields.values())
+        row = self.conn.execute(
+            f"SELECT {', '.join(quote(f.name) for f in fields)} FROM {quote(obj.name)} "
+            'WHERE "Id" = ?',
+            (record_id,),
+        ).fetchone()
+        values = self._json_values(obj, dict(zip([f.name for f in fields], row, strict=True)))
+        body, _ = cdc.event_fields(obj, values, None)
+        self.emit(obj, change_type, [record_id], body)
+
+    def events_after(
+        self, replay_id: int, entities: Sequence[str] | None, limit: int = 500
+    ) -> list[cdc.StoredEvent]:
+        """Retained events after ``replay_id`` (``entities``: only those objects)."""
+        with self.lock:
+            self.purge_events()
+            return cdc.after(self.conn, replay_id, entities, limit)
+
+    def event_exists(self, replay_id: int) -> bool:
+        """True when event ``replay_id`` is still retained."""
+        with self.lock:
+            self.purge_events()
+            return cdc.exists(self.conn, replay_id)
+
+    def newest_replay_id(self) -> int:
+        """The replay id of the latest event emitted (0 before any)."""
+        with self.lock:
+            return self._replay_last
+
+    def purge_events(self) -> int:
+        """Drop events older than the event retention; returns how many."""
+        cutoff = self.clock.wall_ms() - int(self.event_retention * 1000)
+        with self.lock:
+            if self._depth:
+                return 0
+            return cdc.purge(self.conn, cutoff)
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -329,6 +466,7 @@ class Store:
                 f"VALUES (?, {', '.join('?' for _ in names)})",
                 [self._new_row_number(obj), *(row[n] for n in names)],
             )
+            self._emit_full(obj, "CREATE", record_id)
             return record_id
 
     def update(
@@ -370,6 +508,7 @@ class Store:
                     )
             check_required(obj, row, creating=False)
             check_unique(self.conn, obj, row, record_id)
+            before = self._stored(obj, record_id, list(row))
             stamp = format_ms(self.clock.next_ms())
             row.update(LastModifiedDate=stamp, SystemModstamp=stamp)
             names = list(row)
@@ -378,7 +517,22 @@ class Store:
                 'WHERE "Id" = ?',
                 [*(row[n] for n in names), record_id],
             )
+            if self.cdc_selected(obj.name):
+                changed = [n for n in before if before[n] != row[n]] + ["LastModifiedDate"]
+                body, changed_fields = cdc.event_fields(obj, self._json_values(obj, row), changed)
+                self.emit(obj, "UPDATE", [record_id], body, changed_fields)
             return record_id
+
+    def _stored(self, obj: ObjectDef, record_id: str, names: list[str]) -> dict[str, Any]:
+        """The stored values of ``names`` (system stamps left out) of one record."""
+        names = [n for n in names if n not in ("LastModifiedDate", "SystemModstamp")]
+        if not names:
+            return {}
+        row = self.conn.execute(
+            f'SELECT {", ".join(quote(n) for n in names)} FROM {quote(obj.name)} WHERE "Id" = ?',
+            (record_id,),
+        ).fetchone()
+        return dict(zip(names, row, strict=True))
 
     def upsert(
         self, obj: ObjectDef, field_name: str, value: str, values: dict[str, Any]
@@ -438,7 +592,38 @@ class Store:
         with self.transaction() as conn:
             record_id = self._existing_id(obj, raw_id)
             plan = deletes.plan_delete(conn, self.schema, obj, record_id)
-            deletes.apply_delete(conn, self.clock, plan)
+            stamps = deletes.apply_delete(conn, self.clock, plan)
+            for group in plan.deleted.values():
+                if group.ids:
+                    self.emit(group.obj, "DELETE", group.ids)
+            for child, fields_by_id in plan.cleared.values():
+                for child_id, names in fields_by_id.items():
+                    cleared = list(dict.fromkeys(names))
+                    values = {n: None for n in cleared}
+                    values["LastModifiedDate"] = cdc.json_value(
+                        child.fields["lastmodifieddate"], stamps[child_id]
+                    )
+                    body, changed = cdc.event_fields(child, values, [*cleared, "LastModifiedDate"])
+                    self.emit(child, "UPDATE", [child_id], body, changed)
+            return record_id
+
+    def undelete(self, obj: ObjectDef, raw_id: str) -> str:
+        """Bring a record back from the recycle bin, with the children deleted with it.
+
+        Raises:
+            ApiError: 404 NOT_FOUND (never existed or purged), 400 MALFORMED_ID, or 400
+                UNDELETE_FAILED for a record that is not in the recycle bin.
+        """
+        with self.transaction() as conn:
+            record_id = self._record_id(obj, raw_id)
+            state = row_state(self.conn, obj, record_id)
+            if state is None:
+                raise not_found()
+            if not state[1]:
+                raise ApiError(400, "UNDELETE_FAILED", "Entity is not in the recycle bin", ["Id"])
+            restored = deletes.apply_undelete(conn, self.schema, self.clock, obj, record_id)
+            for restored_obj, restored_id in restored:
+                self._emit_full(restored_obj, "UNDELETE", restored_id)
             return record_id
 
     # -- replication windows and purge ------------------------------------------------
@@ -485,6 +670,7 @@ class Store:
             return 0
         self._last_purge = now
         cutoff = format_ms(self.earliest_available_ms())
+        self.purge_events()
         with self.transaction() as conn:
             return deletes.purge(conn, self.schema, cutoff)
 

@@ -233,6 +233,9 @@ class PollReport:
         changed: mappings the check found changed.
         queued: mappings whose pull was queued (changed, not running, not yet queued).
         error: why the check failed, or None.
+        checked: the mappings the check asked about (listening ones only at the safety
+            interval).
+        listening: mappings a healthy events listener covers.
     """
 
     polled: bool
@@ -240,6 +243,21 @@ class PollReport:
     changed: list[str] = field(default_factory=list)
     queued: list[str] = field(default_factory=list)
     error: str | None = None
+    checked: list[str] = field(default_factory=list)
+    listening: list[str] = field(default_factory=list)
+
+
+def listening_now(rt: Runtime, now: dt.datetime) -> set[str]:
+    """Mappings a healthy events listener covers now (empty: poll them all as configured)."""
+    if not rt.settings.events_enabled:
+        return set()
+    from sync.events.status import listening_mappings
+
+    try:
+        return listening_mappings(rt.ctx.engine, now)
+    except SQLAlchemyError as exc:
+        log.warning("listener state unreadable; polling every mapping: %s", exc)
+        return set()
 
 
 def _claim_poll(rt: Runtime, now: dt.datetime) -> tuple[bool, budget_rules.Decision]:
@@ -324,14 +342,30 @@ def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
         What was done; a failed check is reported (and recorded for the guard's
         backoff and for status), not raised: the next tick is the retry.
     """
+    from sync.events import status as events_status
     from sync.pull import changed_mappings
 
     now = rt.clock()
+    # While the events listener is healthy, the mappings it covers are checked only at
+    # the safety interval; the others (refused channels, events: false) as configured.
+    listening = listening_now(rt, now)
+    safety = False
+    if listening:
+        paused = paused_mappings(rt.ctx)
+        others = [n for n in rt.mapping_names if n not in paused and n not in listening]
+        safety = events_status.safety_due(rt.ctx.engine, now, rt.settings.safety_interval)
+        if not others and not safety:
+            decision = budget_rules.decide(read_budget(rt.ctx.engine), rt.policy(), now)
+            return PollReport(polled=False, decision=decision, listening=sorted(listening))
     due, decision = _claim_poll(rt, now)
     if not due:
-        return PollReport(polled=False, decision=decision)
+        return PollReport(polled=False, decision=decision, listening=sorted(listening))
     paused = paused_mappings(rt.ctx)
     names = [n for n in rt.mapping_names if n not in paused]
+    if listening and not safety:
+        names = [n for n in names if n not in listening]
+    elif listening:
+        events_status.record_safety_check(rt.ctx.engine, now)
     if not names:
         _record_poll_result(rt, None)
         return PollReport(polled=True, decision=decision)
@@ -348,7 +382,14 @@ def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
     _record_poll_result(rt, None)
     _mark_in_step(rt, [n for n in names if n not in set(changed)], now)
     queued = queue_pulls(rt, changed, enqueue)
-    return PollReport(polled=True, decision=decision, changed=list(changed), queued=queued)
+    return PollReport(
+        polled=True,
+        decision=decision,
+        changed=list(changed),
+        queued=queued,
+        checked=names,
+        listening=sorted(listening),
+    )
 
 
 def queue_pulls(rt: Runtime, names: Iterable[str], enqueue: Callable[[str], None]) -> list[str]:
@@ -403,8 +444,11 @@ def pull(rt: Runtime, name: str, *, full: bool = False) -> PassResult | None:
         rt.account(one_off=full)
         raise
     lock.release()
-    # A first load (no watermark yet) is a one-off cost, not the price of a poll cycle.
-    rt.account(one_off=result.full)
+    # A first load (no watermark yet) is a one-off cost, not the price of a poll cycle;
+    # so is a pull of a mapping the events listener covers (a change event asked for
+    # it): counted as poll cycles, such pulls would stretch the polling interval the
+    # mappings fall back to when the stream stops.
+    rt.account(one_off=result.full or name in listening_now(rt, rt.clock()))
     if lock.lost:
         log.error("the lock of %s was lost during the pass", name)
     if result.outcome == "failed":

@@ -54,6 +54,7 @@ class InProcessScheduler:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._running: set[str] = set()
+        self._again: set[str] = set()  # running jobs asked for once more
         self._thread: threading.Thread | None = None
         self._heartbeat = (
             heartbeats.HeartbeatWriter(
@@ -138,10 +139,16 @@ class InProcessScheduler:
 
         return fire
 
-    def _submit_once(self, key: str, fn: Callable[[], None]) -> None:
-        """Submit ``fn`` unless the job ``key`` is still running (like a single beat)."""
+    def _submit_once(self, key: str, fn: Callable[[], None], *, again: bool = False) -> None:
+        """Submit ``fn`` unless the job ``key`` is still running (like a single beat).
+
+        With ``again``, a request while ``key`` runs is not dropped: ``fn`` runs once more
+        when the running one ends (however many requests came meanwhile).
+        """
         with self._mutex:
             if key in self._running:
+                if again:
+                    self._again.add(key)
                 return
             self._running.add(key)
 
@@ -153,6 +160,10 @@ class InProcessScheduler:
             finally:
                 with self._mutex:
                     self._running.discard(key)
+                    rerun = key in self._again
+                    self._again.discard(key)
+                if rerun:
+                    self._submit_once(key, fn)
 
         if not self._stop.is_set():
             try:
@@ -194,8 +205,18 @@ class InProcessScheduler:
             self.polls += 1
 
     def enqueue_pull(self, name: str, attempt: int = 0) -> None:
-        """Queue one pull of ``name`` (the change check's ``enqueue``)."""
-        self._submit_once(f"pull:{name}", lambda: self._pull(name, attempt))
+        """Queue one pull of ``name`` (the change check's and the events' ``enqueue``).
+
+        Asked while that mapping's pull job is still finishing, the pull runs once more
+        afterwards: a change event may have committed after the running pass read.
+        """
+        self._submit_once(f"pull:{name}", lambda: self._pull(name, attempt), again=True)
+
+    def enqueue_reconcile(self) -> None:
+        """Queue a reconciliation now (after a GAP_OVERFLOW change event)."""
+        self._submit_once(
+            "reconcile", lambda: self._maintenance("reconcile", jobs.reconcile, 0), again=True
+        )
 
     def _pull(self, name: str, attempt: int) -> None:
         try:

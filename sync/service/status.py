@@ -92,6 +92,7 @@ class ServiceHealth:
     broker: str | None
     broker_error: str | None
     now: dt.datetime
+    events: dict[str, Any] | None = None  # the events listener (sync.events.status)
 
     @property
     def check_failing(self) -> bool:
@@ -123,6 +124,7 @@ class ServiceHealth:
             ],
             "broker": self.broker,
             "broker_error": self.broker_error,
+            "events": self.events,
         }
 
 
@@ -224,6 +226,7 @@ def collect(
             )
         )
     return ServiceHealth(
+        events=_events(settings, engine, now),
         mappings=health,
         decision=decision,
         budget=budget_state,
@@ -232,6 +235,17 @@ def collect(
         broker_error=broker_error,
         now=now,
     )
+
+
+def _events(settings: Settings, engine: Engine, now: dt.datetime) -> dict[str, Any]:
+    """The events listener's state, and what it means for polling."""
+    if not settings.events_enabled:
+        return {"state": "off", "healthy": False, "detail": "BILLING_SYNC_EVENTS=off"}
+    from sync.events.status import listener_status
+
+    doc = listener_status(engine, now)
+    doc["safety_interval"] = settings.safety_interval
+    return doc
 
 
 def _age(seconds: float | None) -> str:
@@ -273,4 +287,14 @@ def render(doc: dict[str, Any]) -> list[str]:
         )
     if not workers:
         lines.append("workers: none alive (no heartbeat)")
+    events = doc.get("events")
+    if events:
+        from sync.events.status import render as render_events
+
+        lines.extend(render_events(events))
+        if events.get("healthy"):
+            lines.append(
+                f"  safety net: listening mappings checked every "
+                f"{events.get('safety_interval', 300):.0f} s; the others as configured"
+            )
     return lines

@@ -30,6 +30,7 @@ EXPECTED = {
     "migrate",
     "worker",
     "beat",
+    "listener",
     "web",
     "flower",
     "prometheus",
