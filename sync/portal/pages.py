@@ -17,16 +17,16 @@ from sync.access import is_crm_id
 from sync.db.engine import schema_is_current
 from sync.portal import queries
 from sync.portal.base import Viewer
-from sync.portal.changes import ChangePages
 from sync.portal.filters import parse_list_query
 from sync.portal.links import InvalidToken
 from sync.portal.pdf import invoice_filename, render_invoice_pdf
+from sync.portal.purchases import PurchasePages
 from sync.portal.views import AccountView, InvoiceDetail
 
 log = logging.getLogger("sync.portal")
 
 
-class Portal(ChangePages):
+class Portal(PurchasePages):
     """The portal's request handlers."""
 
     # --- sign-in, sign-out, account choice --------------------------------------------
@@ -84,13 +84,6 @@ class Portal(ChangePages):
 
     # --- tabs -------------------------------------------------------------------------
 
-    def products(self, request: Request) -> Response:
-        """Purchased Products, the default tab."""
-        with self.engine.connect() as conn:
-            viewer, account = self.scoped(request, conn)
-            summary = queries.purchased_products(conn, account)
-        return self.page(viewer, "products.html", tab="products", summary=summary)
-
     def asset(self, request: Request) -> Response:
         """One purchased product."""
         sfid = request.path_params["sfid"]
@@ -107,6 +100,7 @@ class Portal(ChangePages):
         with self.engine.connect() as conn:
             viewer, account = self.scoped(request, conn)
             page = queries.list_orders(conn, account, query)
+            placed = self.placed_orders(conn, account) if page.page == 1 else []
         query = query.with_page(page.page)
         return self.page(
             viewer,
@@ -116,6 +110,7 @@ class Portal(ChangePages):
             query=query,
             errors=errors,
             page=page,
+            placed=placed,
         )
 
     def order(self, request: Request) -> Response:
