@@ -1,0 +1,158 @@
+"""Purchases pushed to the sandbox: one order with its lines, prices checked, once.
+
+Purchases are staged and accepted as the portal's forms do (without a browser); the CRM
+is checked with simple-salesforce. SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from sync.changes.accept import restage
+from sync.changes.plan import WriteTargets
+from sync.changes.staging import list_staged
+from sync.pull import pull_all, pull_mapping
+from sync.push import push_pending
+from tests.support.changes import (
+    accept_direct,
+    authorizations,
+    orders_with_lines,
+    pick_admin,
+    price_item,
+    product_ids,
+    push_until_final,
+    set_state,
+)
+from tests.support.pull import make_context
+from tests.support.sandbox import set_faults
+
+pytestmark = pytest.mark.slow
+
+AGENT = "LIC-AGENT"
+MINUTES = "DIAL-MIN"
+
+
+@pytest.fixture
+def ctx(crm_sandbox, database_url):
+    context = make_context(crm_sandbox, database_url, push_lease=5.0)
+    pull_all(context)
+    yield context
+    context.close()
+
+
+def _purchase(sf) -> list[tuple[str, str, str]]:
+    ids = product_ids(sf)
+    return [("add_licenses", ids[AGENT], "5"), ("add_minutes", ids[MINUTES], "1,000")]
+
+
+def _assert_the_order(sf, account: str) -> dict:
+    ids = product_ids(sf)
+    (order,) = orders_with_lines(sf, account)
+    assert order["Apttus_Config2__Status__c"] == "Pending"
+    assert Decimal(str(order["Apttus_Config2__OrderAmount__c"])) == Decimal("487.00")
+    lines = {line["Apttus_Config2__ProductId__c"]: line for line in order["lines"]}
+    assert set(lines) == {ids[AGENT], ids[MINUTES]}
+    agent, minutes = lines[ids[AGENT]], lines[ids[MINUTES]]
+    assert agent["Apttus_Config2__Quantity__c"] == 5
+    assert Decimal(str(agent["Apttus_Config2__NetPrice__c"])) == Decimal("475.00")
+    assert agent["Apttus_Config2__ChargeType__c"] == "Subscription Fee"
+    assert minutes["Apttus_Config2__Quantity__c"] == 1000
+    assert Decimal(str(minutes["Apttus_Config2__NetPrice__c"])) == Decimal("12.00")
+    assert minutes["Apttus_Config2__ChargeType__c"] == "Usage Fee"
+    assert all(line["Billing_Sync_Key__c"] for line in order["lines"])
+    return order
+
+
+def test_given_an_accepted_purchase_when_pushed_then_one_pending_order_with_two_lines(ctx, sf):
+    admin = pick_admin(sf)
+    set_id = accept_direct(ctx, admin, purchases=_purchase(sf))
+
+    report = push_pending(ctx)
+
+    assert report.pushed == 1 and set_state(ctx, set_id)[0] == "applied"
+    assert report.api_calls == 2  # one read (prices), one write (everything)
+    _assert_the_order(sf, admin.account)
+    (auth,) = authorizations(sf, admin.account)
+    assert "Add 5 Contact Center Agent License at $95.00 per month each" in auth["Summary__c"]
+    assert "Add 1,000 dialer minutes of credit at $0.012 per minute" in auth["Summary__c"]
+    assert {"orders", "order_lines"} <= report.touched_mappings
+
+
+def test_given_an_applied_purchase_when_sent_again_then_still_one_order(ctx, sf):
+    admin = pick_admin(sf)
+    set_id = accept_direct(ctx, admin, purchases=_purchase(sf))
+    assert push_until_final(ctx, set_id)[0] == "applied"
+    # a crash after the CRM applied the set but before the outbox recorded it
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE change_sets SET state = 'accepted', finished_at = NULL WHERE id = :i"),
+            {"i": set_id},
+        )
+
+    assert push_until_final(ctx, set_id)[0] == "applied"
+
+    _assert_the_order(sf, admin.account)
+    assert len(authorizations(sf, admin.account)) == 1
+
+
+def test_given_503s_and_latency_when_a_purchase_is_pushed_then_exactly_one_order(
+    ctx, sf, crm_sandbox
+):
+    admin = pick_admin(sf)
+    set_id = accept_direct(ctx, admin, purchases=_purchase(sf))
+    set_faults(crm_sandbox, error_rate=0.5, errors=["SERVER_UNAVAILABLE"], latency_ms=300)
+    try:
+        state, _ = push_until_final(ctx, set_id, timeout=120)
+    finally:
+        set_faults(crm_sandbox, error_rate=0.0, latency_ms=0.0)
+
+    assert state == "applied"
+    _assert_the_order(sf, admin.account)
+    assert len(authorizations(sf, admin.account)) == 1
+
+
+def test_given_a_price_change_in_the_crm_when_pushed_then_conflict_then_restaged_at_new_price(
+    ctx, sf
+):
+    admin = pick_admin(sf)
+    set_id = accept_direct(ctx, admin, purchases=_purchase(sf))
+    item = price_item(sf, product_ids(sf)[AGENT])
+    sf.Apttus_Config2__PriceListItem__c.update(item["Id"], {"Apttus_Config2__ListPrice__c": 99})
+
+    report = push_pending(ctx)
+    state, message = set_state(ctx, set_id)
+
+    assert state == "conflict" and report.conflicts == 1
+    assert "$95.00" in (message or "") and "$99.00" in (message or "")
+    assert orders_with_lines(sf, admin.account) == []  # nothing charged
+    assert authorizations(sf, admin.account) == []
+    assert "price_list_items" in report.touched_mappings
+
+    targets = WriteTargets.from_mappings(ctx.mappings)
+    with ctx.engine.begin() as conn:
+        now = dt.datetime.now(dt.UTC)
+        assert restage(conn, admin.contact, admin.account, set_id, targets, now) == 2
+        staged = list_staged(conn, admin.contact, admin.account)
+    assert Decimal(staged[0].payload["unit_price"]) == 99
+    assert "at $99.00 per month" in staged[0].description
+    pull_mapping(ctx, "price_list_items")
+    again = accept_direct(ctx, admin)
+    assert push_until_final(ctx, again)[0] == "applied"
+    (order,) = orders_with_lines(sf, admin.account)
+    assert Decimal(str(order["Apttus_Config2__OrderAmount__c"])) == Decimal("507.00")
+
+
+def test_given_a_price_withdrawn_in_the_crm_when_pushed_then_conflict_and_no_order(ctx, sf):
+    admin = pick_admin(sf)
+    set_id = accept_direct(ctx, admin, purchases=_purchase(sf))
+    item = price_item(sf, product_ids(sf)[MINUTES])
+    sf.Apttus_Config2__PriceListItem__c.update(item["Id"], {"Apttus_Config2__Active__c": False})
+
+    state, message = push_until_final(ctx, set_id)
+
+    assert state == "conflict" and "Dialer Minutes is for sale" in (message or "")
+    assert orders_with_lines(sf, admin.account) == []
