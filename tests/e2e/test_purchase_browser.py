@@ -148,6 +148,7 @@ def test_given_licenses_and_minutes_when_accepted_then_one_pending_order_in_the_
     # the Summary sits above the terms and the Accept form
     assert page.locator("#purchase-summary ~ #accept").count() == 1
     page.screenshot(path=str(artifacts_dir / "purchase-summary.png"), full_page=True)
+    (artifacts_dir / "purchase-summary.txt").write_text(summary.inner_text())
     assert orders_with_lines(sf, admin.account) == []  # staged is not sent
 
     _accept(page, admin)

@@ -156,3 +156,52 @@ def test_given_a_price_withdrawn_in_the_crm_when_pushed_then_conflict_and_no_ord
 
     assert state == "conflict" and "Dialer Minutes is for sale" in (message or "")
     assert orders_with_lines(sf, admin.account) == []
+
+
+def test_given_an_accepted_purchase_then_listed_pending_at_once_and_once_after_the_pull(ctx, sf):
+    from sync.portal.queries import placed_orders
+
+    admin = pick_admin(sf)
+    targets = WriteTargets.from_mappings(ctx.mappings)
+    assert targets.orders is not None
+    fields = {f.column: f.crm_name for f in targets.orders.fields}
+
+    def placed() -> list:
+        with ctx.engine.connect() as conn:
+            return placed_orders(conn, admin.account, targets.orders.crm_object, fields)
+
+    set_id = accept_direct(ctx, admin, purchases=_purchase(sf))
+
+    (shown,) = placed()
+    assert shown.status == "Pending" and shown.amount == Decimal("487.00")
+    assert push_until_final(ctx, set_id)[0] == "applied"
+    assert len(placed()) == 1  # applied, not pulled yet: still from the outbox
+    pull_mapping(ctx, "orders")
+    assert placed() == []
+    with ctx.engine.connect() as conn:
+        (row,) = conn.execute(
+            text("SELECT status, amount FROM orders WHERE sync_key = :k"), {"k": shown.key}
+        ).all()
+    assert row.status == "Pending" and row.amount == Decimal("487.00")
+
+
+def test_given_an_account_naming_a_price_list_when_priced_then_that_list_is_used(ctx, sf):
+    from sync.changes.purchases import price_book
+
+    admin = pick_admin(sf)
+    agent = product_ids(sf)[AGENT]
+    with ctx.engine.connect() as conn:
+        default = price_book(conn, admin.account)
+    (retired,) = sf.query_all(
+        "SELECT Id FROM Apttus_Config2__PriceList__c WHERE Apttus_Config2__Active__c = false"
+    )["records"]
+    sf.Account.update(admin.account, {"Apttus_Config2__PriceListId__c": retired["Id"]})
+    pull_mapping(ctx, "accounts")
+
+    with ctx.engine.connect() as conn:
+        own = price_book(conn, admin.account)
+
+    assert default.list_name == "Standard Price List"
+    assert default.prices[agent].list_price == Decimal("95")
+    assert own.list_name == "Price List 2025"
+    assert own.prices[agent].list_price == Decimal("85.5")
