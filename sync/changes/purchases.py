@@ -25,6 +25,7 @@ from sync.changes.pricing import (
     Purchase,
     Summary,
     describe_purchase,
+    money_text,
     parse_quantity,
     summarize,
 )
@@ -253,3 +254,27 @@ def pending_summary(
         license_counts=license_counts(conn, account_sfid),
         current_recurring=current_recurring,
     )
+
+
+def price_changes(conn: Connection, account_sfid: str, staged: Sequence[StagedView]) -> list[str]:
+    """A warning per pending purchase whose price the mirrored price list no longer has.
+
+    Accepting it anyway ends in a conflict at the push (never a charge at another price).
+    """
+    purchases = [s for s in staged if s.kind in PURCHASE_KINDS]
+    if not purchases:
+        return []
+    book = price_book(conn, account_sfid)
+    notes = []
+    for change in purchases:
+        name = change.payload["name"]
+        seen = Decimal(change.payload["unit_price"])
+        price = book.prices.get(change.payload["product"])
+        if price is None:
+            notes.append(f"{book.why_not(name)} Discard this purchase.")
+        elif price.list_price != seen:
+            notes.append(
+                f"The price of {name} is now {money_text(price.list_price)}; you added it at "
+                f"{money_text(seen)}. Discard it and add it again at the new price."
+            )
+    return notes

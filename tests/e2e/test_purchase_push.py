@@ -205,3 +205,24 @@ def test_given_an_account_naming_a_price_list_when_priced_then_that_list_is_used
     assert default.prices[agent].list_price == Decimal("95")
     assert own.list_name == "Price List 2025"
     assert own.prices[agent].list_price == Decimal("85.5")
+
+
+def test_given_a_pulled_price_change_when_a_purchase_is_pending_then_the_page_warns(ctx, sf):
+    from sync.changes.purchases import price_changes, stage_purchase
+    from sync.changes.rules import ChangeKind
+
+    admin = pick_admin(sf)
+    agent = product_ids(sf)[AGENT]
+    with ctx.engine.begin() as conn:
+        now = dt.datetime.now(dt.UTC)
+        stage_purchase(conn, admin.contact, admin.account, ChangeKind.ADD_LICENSES, agent, "5", now)
+        staged = list_staged(conn, admin.contact, admin.account)
+        assert price_changes(conn, admin.account, staged) == []
+    item = price_item(sf, agent)
+    sf.Apttus_Config2__PriceListItem__c.update(item["Id"], {"Apttus_Config2__ListPrice__c": 99})
+    pull_mapping(ctx, "price_list_items")
+
+    with ctx.engine.connect() as conn:
+        (note,) = price_changes(conn, admin.account, staged)
+
+    assert "now $99.00; you added it at $95.00" in note
