@@ -10,11 +10,12 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from sync.changes.accept import restage
 from sync.changes.plan import WriteTargets
 from sync.changes.staging import list_staged
+from sync.db.models import Order
 from sync.pull import pull_all, pull_mapping
 from sync.push import push_pending
 from tests.support.changes import (
@@ -178,9 +179,10 @@ def test_given_an_accepted_purchase_then_listed_pending_at_once_and_once_after_t
     assert len(placed()) == 1  # applied, not pulled yet: still from the outbox
     pull_mapping(ctx, "orders")
     assert placed() == []
+    orders = Order.__table__
     with ctx.engine.connect() as conn:
         (row,) = conn.execute(
-            text("SELECT status, amount FROM orders WHERE sync_key = :k"), {"k": shown.key}
+            select(orders.c.status, orders.c.amount).where(orders.c.sync_key == shown.key)
         ).all()
     assert row.status == "Pending" and row.amount == Decimal("487.00")
 
