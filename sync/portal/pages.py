@@ -100,7 +100,12 @@ class Portal(PurchasePages):
         with self.engine.connect() as conn:
             viewer, account = self.scoped(request, conn)
             page = queries.list_orders(conn, account, query)
-            placed = self.placed_orders(conn, account) if page.page == 1 else []
+            placed = [
+                o
+                for o in (self.placed_orders(conn, account) if page.page == 1 else [])
+                if (query.date_from is None or (o.order_date and o.order_date >= query.date_from))
+                and (query.date_to is None or (o.order_date and o.order_date <= query.date_to))
+            ]
         query = query.with_page(page.page)
         return self.page(
             viewer,

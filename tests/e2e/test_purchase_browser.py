@@ -175,6 +175,8 @@ def test_given_licenses_and_minutes_when_accepted_then_one_pending_order_in_the_
     expect(placed).to_have_count(1)
     expect(placed).to_contain_text("$487.00")
     expect(placed).to_contain_text("Pending")
+    page.goto(service.url + "/portal/orders?from=2000-01-01&to=2000-01-31")
+    expect(page.locator("tr", has_text="Portal order")).to_have_count(0)
 
 
 def test_given_bad_quantities_when_submitted_then_refused_with_a_message_and_nothing_staged(

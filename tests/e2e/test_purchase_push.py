@@ -228,3 +228,27 @@ def test_given_a_pulled_price_change_when_a_purchase_is_pending_then_the_page_wa
         (note,) = price_changes(conn, admin.account, staged)
 
     assert "now $99.00; you added it at $95.00" in note
+
+
+def test_given_a_placed_order_when_the_orders_tab_is_filtered_then_dates_apply(ctx, sf):
+    import httpx
+
+    from sync.portal.server import PortalServer
+    from tests.support.portal_data import link_path, portal_settings
+
+    admin = pick_admin(sf)
+    accept_direct(ctx, admin, purchases=_purchase(sf))
+    today = dt.datetime.now(dt.UTC).date()
+
+    with (
+        PortalServer(portal_settings(), ctx.engine) as portal,
+        httpx.Client(base_url=portal.url or "", follow_redirects=True) as web,
+    ):
+        assert web.get(link_path(admin.contact)).status_code == 200
+        shown = web.get("/portal/orders").text
+        same_day = web.get(f"/portal/orders?on={today.isoformat()}").text
+        long_ago = web.get("/portal/orders?from=2000-01-01&to=2000-01-31").text
+
+    assert shown.count("(being placed)") == 1 and "$487.00" in shown
+    assert same_day.count("(being placed)") == 1
+    assert "(being placed)" not in long_ago
