@@ -11,12 +11,22 @@ import datetime as dt
 import json
 import secrets
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
 from sync.access import ContactRef
 from sync.changes.plan import PlanError, PlanInput, WriteTargets, plan_items
-from sync.changes.rules import ChangeKind, ChangeState, field_change_words, same_value, summary_text
+from sync.changes.pricing import describe_purchase
+from sync.changes.rules import (
+    ChangeKind,
+    ChangeState,
+    Operation,
+    field_change_words,
+    same_value,
+    summary_text,
+)
 from sync.changes.staging import (
     ITEMS,
     SETS,
@@ -85,6 +95,7 @@ def accept(
                 set_key=set_key,
                 targets=targets,
                 mirrored_methods=mirrored_methods(conn, acceptance.account_sfid),
+                today=now.date(),
             ),
             [s.as_staged() for s in staged],
         )
@@ -158,6 +169,25 @@ def accept(
     return int(set_id)
 
 
+def _reprice(
+    targets: WriteTargets, payload: dict[str, Any], checked: dict[tuple[str, str], Any]
+) -> dict[str, Any] | None:
+    """A purchase at the price the CRM held at the conflict; None when no longer for sale."""
+    if targets.price_list_items is None:
+        return payload
+    item = str(payload.get("price_item"))
+    price_field = targets.crm_field(targets.price_list_items, "list_price").lower()
+    active_field = targets.crm_field(targets.price_list_items, "active").lower()
+    if (item, active_field) in checked:
+        return None
+    if (item, price_field) in checked:
+        value = checked[(item, price_field)]
+        if value in (None, ""):
+            return None
+        return {**payload, "unit_price": str(Decimal(str(value)))}
+    return payload
+
+
 def restage(
     conn: Connection,
     contact_sfid: str,
@@ -168,8 +198,9 @@ def restage(
 ) -> int:
     """Stage again the changes of a conflicted or failed set, against the CRM's values now.
 
-    An account field that conflicted takes the value the CRM held as the value seen; the
-    set is marked cancelled (re-staged), so it is never pushed.
+    An account field that conflicted takes the value the CRM held as the value seen; a
+    purchase whose price changed takes the CRM's price (and one no longer for sale is
+    dropped); the set is marked cancelled (re-staged), so it is never pushed.
 
     Returns:
         How many changes were staged.
@@ -196,11 +227,27 @@ def restage(
             )
         )
     }
+    checked = {
+        (r.record_sfid, (r.field or "").lower()): from_json(r.crm_value)
+        for r in conn.execute(
+            select(ITEMS.c.record_sfid, ITEMS.c.field, ITEMS.c.crm_value).where(
+                ITEMS.c.change_set_id == set_id,
+                ITEMS.c.operation == Operation.CHECK.value,
+                ITEMS.c.outcome == "conflict",
+            )
+        )
+    }
     count = 0
     for entry in json.loads(row.staged or "[]"):
         kind = ChangeKind(entry["kind"])
         payload = dict(entry["payload"])
         description = entry["description"]
+        if kind in (ChangeKind.ADD_LICENSES, ChangeKind.ADD_MINUTES):
+            repriced = _reprice(targets, payload, checked)
+            if repriced is None:
+                continue  # no longer for sale: nothing to stage
+            payload = repriced
+            description = describe_purchase(kind, payload)
         if kind is ChangeKind.ACCOUNT_FIELD:
             crm_field = targets.crm_field(targets.accounts, entry["target"]).lower()
             if crm_field in crm_values:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
+from sync.changes.pricing import Purchase, money_text, summarize
 from sync.changes.rules import (
     CardWords,
     ChangeKind,
@@ -27,6 +29,8 @@ from sync.mapping.transform import row_to_record
 ACTIVE = "Active"
 INACTIVE = "Inactive"
 CARD_TYPE = "Credit Card"
+ORDER_STATUS = "Pending"
+PURCHASE_KINDS = (ChangeKind.ADD_LICENSES, ChangeKind.ADD_MINUTES)
 
 
 class PlanError(ValueError):
@@ -81,21 +85,36 @@ class WriteTargets:
     accounts: Mapping
     payment_methods: Mapping
     authorizations: Mapping
+    orders: Mapping | None = None
+    order_lines: Mapping | None = None
+    price_list_items: Mapping | None = None
 
     @classmethod
     def from_mappings(cls, mappings: MappingSet) -> WriteTargets:
-        """The targets of ``mappings``.
+        """The targets of ``mappings`` (purchases need orders, order lines and prices).
 
         Raises:
             PlanError: a table the write side needs has no mapping.
         """
-        found = {}
+        found: dict[str, Mapping | None] = {}
         for table in ("accounts", "payment_methods", "authorizations"):
             mapping = mappings.by_table(table)
             if mapping is None:
                 raise PlanError(f"no mapping fills table {table}: the portal cannot write it")
             found[table] = mapping
-        return cls(**found)
+        for table in ("orders", "order_lines", "price_list_items"):
+            found[table] = mappings.by_table(table)
+        return cls(**found)  # type: ignore[arg-type]
+
+    def purchase_targets(self) -> tuple[Mapping, Mapping, Mapping]:
+        """The orders, order lines and price list items mappings.
+
+        Raises:
+            PlanError: one of them is missing: purchases cannot be placed.
+        """
+        if self.orders is None or self.order_lines is None or self.price_list_items is None:
+            raise PlanError("Purchases need the orders, order_lines and price_list_items mappings.")
+        return self.orders, self.order_lines, self.price_list_items
 
     @staticmethod
     def crm_field(mapping: Mapping, column: str) -> str:
@@ -178,6 +197,7 @@ class PlanInput:
     set_key: str
     targets: WriteTargets
     mirrored_methods: list[MethodState] = field(default_factory=list)
+    today: dt.date | None = None
 
 
 def plan_items(inp: PlanInput, staged: Sequence[Staged]) -> list[Item]:
@@ -259,6 +279,95 @@ def plan_items(inp: PlanInput, staged: Sequence[Staged]) -> list[Item]:
                 external_key=key,
                 field=targets.crm_field(pm, "sync_key"),
                 new_value=row_to_record(pm, row),
+            )
+        )
+    purchases = [s for s in staged if s.kind in PURCHASE_KINDS]
+    if purchases:
+        items.extend(_purchase_items(inp, purchases, len(items)))
+    return items
+
+
+def _purchase_items(inp: PlanInput, purchases: Sequence[Staged], before: int) -> list[Item]:
+    """One order with a line per purchase, after checks that the prices still hold.
+
+    The order is upserted by its key; each line names the order by the /composite
+    reference of the order's subrequest (``@{create<position>.id}``), so the order and
+    its lines are written in the same all-or-nothing request.
+    """
+    orders, order_lines, prices = inp.targets.purchase_targets()
+    wanted = [Purchase.from_payload(s.payload) for s in purchases]
+    summary = summarize(wanted, license_counts={}, current_recurring=Decimal(0))
+    items: list[Item] = []
+    price_field = WriteTargets.crm_field(prices, "list_price")
+    active_field = WriteTargets.crm_field(prices, "active")
+    for change, line in zip(purchases, summary.lines, strict=True):
+        p = change.payload
+        items.append(
+            Item(
+                Operation.CHECK,
+                prices.crm_object,
+                f"Price of {line.product_name}: {money_text(line.unit_price)} "
+                f"{'per minute' if change.kind is ChangeKind.ADD_MINUTES else line.per}",
+                record_sfid=p["price_item"],
+                field=price_field,
+                old_value=p["unit_price"],
+                new_value=p["unit_price"],
+            )
+        )
+        items.append(
+            Item(
+                Operation.CHECK,
+                prices.crm_object,
+                f"{line.product_name} is for sale",
+                record_sfid=p["price_item"],
+                field=active_field,
+                old_value=True,
+                new_value=True,
+            )
+        )
+    order_position = before + len(items) + 1
+    order_key = external_key(inp.set_key, order_position)
+    today = inp.today or dt.datetime.now(dt.UTC).date()
+    items.append(
+        Item(
+            Operation.CREATE,
+            orders.crm_object,
+            f"Order of {money_text(summary.order_total)}, status {ORDER_STATUS}",
+            external_key=order_key,
+            field=WriteTargets.crm_field(orders, "sync_key"),
+            new_value=row_to_record(
+                orders,
+                {
+                    "name": f"Portal order {inp.set_key[:8]}",
+                    "account_sfid": inp.account_sfid,
+                    "order_date": today,
+                    "status": ORDER_STATUS,
+                    "amount": summary.order_total,
+                    "sync_key": order_key,
+                },
+            ),
+        )
+    )
+    for change, line in zip(purchases, summary.lines, strict=True):
+        key = external_key(inp.set_key, before + len(items) + 1)
+        items.append(
+            Item(
+                Operation.CREATE,
+                order_lines.crm_object,
+                f"Order line: {line.quantity:,} {line.product_name}, {money_text(line.amount)}",
+                external_key=key,
+                field=WriteTargets.crm_field(order_lines, "sync_key"),
+                new_value=row_to_record(
+                    order_lines,
+                    {
+                        "order_sfid": f"@{{create{order_position}.id}}",
+                        "product_sfid": change.payload["product"],
+                        "quantity": Decimal(line.quantity),
+                        "net_price": line.amount,
+                        "charge_type": line.charge_type,
+                        "sync_key": key,
+                    },
+                ),
             )
         )
     return items

@@ -46,6 +46,8 @@ class ChangeKind(StrEnum):
     ADD_CARD = "add_card"
     MAKE_DEFAULT = "make_default"
     REMOVE_METHOD = "remove_method"
+    ADD_LICENSES = "add_licenses"
+    ADD_MINUTES = "add_minutes"
 
 
 class Operation(StrEnum):
@@ -53,6 +55,8 @@ class Operation(StrEnum):
 
     UPDATE = "update"
     CREATE = "create"
+    CHECK = "check"
+    """Read only: the CRM must still hold ``old_value`` (a price the admin accepted)."""
 
 
 class Decision(StrEnum):

@@ -71,6 +71,7 @@ class Account(Mirrored):
     billing_state: Mapped[str | None] = mapped_column(String(80))
     billing_postal_code: Mapped[str | None] = mapped_column(String(20))
     billing_country: Mapped[str | None] = mapped_column(String(80))
+    price_list_sfid: Mapped[str | None] = mapped_column(SFID)
 
 
 class Contact(Mirrored):
@@ -133,6 +134,7 @@ class OrderLine(Mirrored):
     quantity: Mapped[Decimal | None] = mapped_column(Quantity)
     net_price: Mapped[Decimal | None] = mapped_column(Money)
     charge_type: Mapped[str | None] = mapped_column(String(40))
+    sync_key: Mapped[str | None] = mapped_column(String(80), index=True)
 
 
 class Asset(Mirrored):
@@ -436,3 +438,34 @@ class EventChannel(Base):
     channel: Mapped[str] = mapped_column(String(255), primary_key=True)
     replay_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# --- price lists (purchases) -----------------------------------------------------------
+
+
+class PriceList(Mirrored):
+    """Price list (``Apttus_Config2__PriceList__c``)."""
+
+    __tablename__ = "price_lists"
+
+    name: Mapped[str | None] = mapped_column(String(80))
+    active: Mapped[bool | None] = mapped_column(Boolean)
+    currency: Mapped[str | None] = mapped_column(String(3))
+
+
+class PriceListItem(Mirrored):
+    """Price list item (``Apttus_Config2__PriceListItem__c``): one product's price."""
+
+    __tablename__ = "price_list_items"
+
+    price_list_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    product_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    list_price: Mapped[Decimal | None] = mapped_column(ScaledDecimal(18, 5))
+    price_type: Mapped[str | None] = mapped_column(String(40))
+    frequency: Mapped[str | None] = mapped_column(String(40))
+    charge_type: Mapped[str | None] = mapped_column(String(40))
+    pack_size: Mapped[Decimal | None] = mapped_column(Quantity)
+    active: Mapped[bool | None] = mapped_column(Boolean)
+
+
+MIRRORED_MODELS.update({m.__tablename__: m for m in (PriceList, PriceListItem)})

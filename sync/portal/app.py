@@ -101,6 +101,8 @@ def create_app(
         route("/portal/accounts", portal.choose_account, ["POST"]),
         route("/portal/", portal.products, ["GET"]),
         route("/portal/products/{sfid}", portal.asset, ["GET"]),
+        route("/portal/purchases/licenses", portal.add_licenses, ["POST"]),
+        route("/portal/purchases/credit", portal.add_credit, ["POST"]),
         route("/portal/orders", portal.orders, ["GET"]),
         route("/portal/orders/{sfid}", portal.order, ["GET"]),
         route("/portal/account", portal.account, ["GET"]),

@@ -23,6 +23,7 @@ from sync.access import is_crm_id
 from sync.changes import outbox
 from sync.changes.accept import Acceptance, accept, restage
 from sync.changes.plan import WriteTargets
+from sync.changes.purchases import pending_summary, price_changes
 from sync.changes.rules import ChangeKind, ChangeState
 from sync.changes.staging import (
     NotFoundError,
@@ -173,6 +174,8 @@ class ChangePages(PortalBase):
         methods = queries.payment_methods(conn, account_sfid)
         summary = queries.purchased_products(conn, account_sfid)
         staged = list_staged(conn, viewer.contact.sfid, account_sfid)
+        purchase = pending_summary(conn, account_sfid, staged, summary.recurring_total)
+        price_notes = price_changes(conn, account_sfid, staged)
         sets = outbox.list_sets(conn, account_sfid=account_sfid, limit=RECENT_SETS)
         history = outbox.list_sets(conn, account_sfid=account_sfid, limit=50)
         staged_fields = {s.target: s.payload for s in staged if s.kind is ChangeKind.ACCOUNT_FIELD}
@@ -206,6 +209,8 @@ class ChangePages(PortalBase):
             fields=fields,
             methods=methods,
             summary=summary,
+            purchase=purchase,
+            price_notes=price_notes,
             recurring_count=recurring_count,
             default_method=default_method,
             staged=staged,

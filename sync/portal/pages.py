@@ -18,16 +18,16 @@ from sync.access import is_crm_id
 from sync.db.engine import schema_is_current
 from sync.portal import queries
 from sync.portal.base import Viewer
-from sync.portal.changes import ChangePages
 from sync.portal.filters import parse_list_query
 from sync.portal.links import InvalidToken
 from sync.portal.pdf import invoice_filename, render_invoice_pdf
+from sync.portal.purchases import PurchasePages
 from sync.portal.views import AccountView, InvoiceDetail
 
 log = logging.getLogger("sync.portal")
 
 
-class Portal(ChangePages):
+class Portal(PurchasePages):
     """The portal's request handlers."""
 
     # --- sign-in, sign-out, account choice --------------------------------------------
@@ -85,13 +85,6 @@ class Portal(ChangePages):
 
     # --- tabs -------------------------------------------------------------------------
 
-    def products(self, request: Request) -> Response:
-        """Purchased Products, the default tab."""
-        with self.engine.connect() as conn:
-            viewer, account = self.scoped(request, conn)
-            summary = queries.purchased_products(conn, account)
-        return self.page(viewer, "products.html", tab="products", summary=summary)
-
     def asset(self, request: Request) -> Response:
         """One purchased product."""
         sfid = request.path_params["sfid"]
@@ -108,6 +101,12 @@ class Portal(ChangePages):
         with self.engine.connect() as conn:
             viewer, account = self.scoped(request, conn)
             page = queries.list_orders(conn, account, query)
+            placed = [
+                o
+                for o in (self.placed_orders(conn, account) if page.page == 1 else [])
+                if (query.date_from is None or (o.order_date and o.order_date >= query.date_from))
+                and (query.date_to is None or (o.order_date and o.order_date <= query.date_to))
+            ]
         query = query.with_page(page.page)
         return self.page(
             viewer,
@@ -117,6 +116,7 @@ class Portal(ChangePages):
             query=query,
             errors=errors,
             page=page,
+            placed=placed,
         )
 
     def order(self, request: Request) -> Response:

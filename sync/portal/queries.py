@@ -8,7 +8,9 @@ route answers 404), exactly like an Id that does not exist.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -17,6 +19,8 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, func, select
 from sync.db.models import (
     Account,
     Asset,
+    ChangeItem,
+    ChangeSet,
     Invoice,
     InvoiceLine,
     Order,
@@ -44,6 +48,7 @@ ACTIVE_ASSET_STATUS = "Activated"
 RECURRING = "Recurring"
 LICENSE_FAMILY = "License"
 DIALER_MINUTES_FAMILY = "Dialer Minutes"
+CENT = Decimal("0.01")
 
 T = TypeVar("T")
 
@@ -316,3 +321,59 @@ def get_payment_method(
         select(*_PM_COLUMNS).where(_live(_pm, account_sfid), _pm.c.sfid == method_sfid)
     ).first()
     return PaymentMethodView(**row._mapping) if row else None
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """An order accepted in the portal that the mirror does not hold yet."""
+
+    key: str
+    name: str | None
+    order_date: dt.date | None
+    amount: Decimal | None
+    status: str
+
+
+def placed_orders(
+    conn: Connection, account_sfid: str, order_object: str, fields: dict[str, str]
+) -> list[PlacedOrder]:
+    """Orders of the account's accepted (or just applied) change sets, not yet mirrored.
+
+    ``fields`` names the CRM fields of the order record by column (name, order_date,
+    status, amount). Once the pull brings the CRM's order (same Billing_Sync_Key__c) it
+    is listed from the mirror only.
+    """
+    sets = ChangeSet.__table__
+    items = ChangeItem.__table__
+    mirrored = select(_order.c.sync_key).where(
+        _order.c.sync_key == items.c.external_key, _order.c.is_deleted.is_(False)
+    )
+    rows = conn.execute(
+        select(items.c.external_key, items.c.new_value, sets.c.accepted_at)
+        .select_from(items.join(sets, sets.c.id == items.c.change_set_id))
+        .where(
+            sets.c.account_sfid == account_sfid,
+            sets.c.state.in_(["accepted", "sending", "applied"]),
+            items.c.operation == "create",
+            items.c.sobject == order_object,
+            ~mirrored.exists(),
+        )
+        .order_by(sets.c.accepted_at.desc(), items.c.id.desc())
+    ).all()
+    out = []
+    for r in rows:
+        record = {k.lower(): v for k, v in (json.loads(r.new_value or "{}") or {}).items()}
+        amount = record.get(fields.get("amount", "").lower())
+        day = record.get(fields.get("order_date", "").lower())
+        out.append(
+            PlacedOrder(
+                key=r.external_key,
+                name=record.get(fields.get("name", "").lower()),
+                order_date=dt.date.fromisoformat(day) if day else r.accepted_at.date(),
+                amount=Decimal(str(amount)).quantize(Decimal("0.01"))
+                if amount is not None
+                else None,
+                status=record.get(fields.get("status", "").lower()) or "Pending",
+            )
+        )
+    return out

@@ -23,11 +23,13 @@ import datetime as dt
 import logging
 import random
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sync.changes import outbox
 from sync.changes.plan import WriteTargets, authorization_record
-from sync.changes.rules import ChangeState, Decision, decide, external_key, shown
+from sync.changes.pricing import money_text
+from sync.changes.rules import ChangeState, Decision, decide, external_key, same_value, shown
 from sync.changes.staging import drop_revoked
 from sync.context import SyncContext
 from sync.crm.answers import subresponse_error
@@ -205,6 +207,10 @@ def _push_one(
         log.info("change set %s applied (%d items)", set_id, len(view.items))
     elif outcome.state is ChangeState.CONFLICT:
         report.conflicts += 1
+        for sobject in {i.sobject for i in view.items if i.operation == "check"}:
+            name = _mapping_of(ctx, sobject)
+            if name:
+                report.touched_mappings.add(name)
         log.info("change set %s: conflict: %s", set_id, outcome.message)
     elif outcome.state is ChangeState.FAILED:
         report.failed += 1
@@ -237,7 +243,7 @@ def _read_current(ctx: SyncContext, view: outbox.SetView) -> dict[tuple[str, str
     """The CRM's current values of every record the set updates (one API call)."""
     wanted: dict[tuple[str, str], set[str]] = {}
     for item in view.items:
-        if item.operation == "update" and item.record_sfid and item.field:
+        if item.operation in ("update", "check") and item.record_sfid and item.field:
             wanted.setdefault((item.sobject, item.record_sfid), set()).add(item.field)
     out: dict[tuple[str, str], _Current] = {}
     keys = list(wanted)
@@ -272,6 +278,33 @@ def _read_current(ctx: SyncContext, view: outbox.SetView) -> dict[tuple[str, str
     return out
 
 
+def _check(item: outbox.ItemView, cur: _Current) -> tuple[Any, str] | None:
+    """None when the CRM still holds what the admin accepted; else (its value, why).
+
+    A price is compared as an exact decimal: the CRM's number against the text of the
+    unit price the admin saw.
+    """
+    if not cur.exists:
+        return None, f"{item.label}: the price was deleted in the CRM"
+    value = cur.values.get((item.field or "").lower())
+    if isinstance(item.old_value, str):
+        try:
+            same = value is not None and Decimal(str(value)) == Decimal(item.old_value)
+        except InvalidOperation:
+            same = False
+        if same:
+            return None
+        now = str(Decimal(str(value))) if isinstance(value, int | float) else value
+        shown_now = money_text(Decimal(now)) if isinstance(now, str) and now else "(none)"
+        return now, (
+            f"{item.label}: the price changed in the CRM, from "
+            f"{money_text(Decimal(item.old_value))} to {shown_now}"
+        )
+    if same_value(value, item.old_value):
+        return None
+    return value, f"{item.label}: no longer, the CRM now has {shown(value)}"
+
+
 def _without(record: dict[str, Any], name: str) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k.lower() != name.lower()}
 
@@ -291,6 +324,14 @@ def _attempt(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _
     updates: dict[tuple[str, str], dict[str, Any]] = {}
     conflicts: list[str] = []
     for item in view.items:
+        if item.operation == "check" and item.record_sfid and item.field:
+            problem = _check(item, current[(item.sobject, item.record_sfid)])
+            if problem is None:
+                outcomes[item.id] = ("unchanged", None, False)
+            else:
+                outcomes[item.id] = ("conflict", problem[0], True)
+                conflicts.append(problem[1])
+            continue
         if item.operation != "update" or not item.record_sfid or not item.field:
             continue
         cur = current[(item.sobject, item.record_sfid)]

@@ -5,7 +5,9 @@ other roles or none), license assets plus one "Dialer Minutes" asset, about 10 o
 (Pending and Activated) with 1-3 lines, 24 monthly invoices with 1-3 lines (those older
 than a year "Historical" and without attachment), and 1-3 payment methods of which
 exactly one is the default (card brand, last four digits and a token only: no card
-number or CVV ever exists here). Products are shared by all accounts.
+number or CVV ever exists here). Products are shared by all accounts, and so are the price
+lists: one active list pricing every product per unit (licenses monthly, dialer minutes
+per minute in packs of 1000) and one retired list.
 
 Dates are relative to the current month, so the newest invoice is this month's.
 Records are written with one ``executemany`` per object; 1000 accounts (about 115,000
@@ -141,6 +143,17 @@ def _contact_details(account_id: str, position: int) -> tuple[str | None, ...]:
     return title, phone, mobile, department
 
 
+#: The org's one active price list, then a retired one (inactive) with older prices.
+PRICE_LISTS = (("Standard Price List", 1), ("Price List 2025", 0))
+#: Price list item per product code: (charge type, frequency, pack size). The list price
+#: is the product's unit price; the price type is the product's.
+CHARGES = {
+    "Recurring": ("Subscription Fee", "Monthly", None),
+    "Usage": ("Usage Fee", None, 1000.0),
+    "One Time": ("Implementation Fee", None, None),
+}
+#: The retired list's prices were this fraction of today's.
+RETIRED_FACTOR = 0.9
 CARD_TYPES = ("Visa", "MasterCard", "American Express", "Discover")
 
 _COLUMNS: dict[str, tuple[str, ...]] = {
@@ -226,6 +239,18 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
         "Apttus_Billing__Status__c",
         "Billing_Sync_Key__c",
     ),
+    "Apttus_Config2__PriceList__c": ("Name", "Apttus_Config2__Active__c", "CurrencyIsoCode"),
+    "Apttus_Config2__PriceListItem__c": (
+        "Name",
+        "Apttus_Config2__PriceListId__c",
+        "Apttus_Config2__ProductId__c",
+        "Apttus_Config2__ListPrice__c",
+        "Apttus_Config2__PriceType__c",
+        "Apttus_Config2__Frequency__c",
+        "Apttus_Config2__ChargeType__c",
+        "Pack_Size__c",
+        "Apttus_Config2__Active__c",
+    ),
 }
 TAX_RATE = 0.0825
 
@@ -260,6 +285,28 @@ class _Builder:
 
     def products(self) -> list[tuple[str, tuple[str, str, str, float, str]]]:
         return [(self.add("Product2", (p[0], p[1], p[2], 1)), p) for p in PRODUCTS]
+
+    def price_lists(self, products: list[tuple[str, tuple[str, str, str, float, str]]]) -> None:
+        """The price lists: every product priced per unit (no random numbers drawn)."""
+        for name, active in PRICE_LISTS:
+            list_id = self.add("Apttus_Config2__PriceList__c", (name, active, "USD"))
+            factor = 1.0 if active else RETIRED_FACTOR
+            for product_id, (pname, _code, _family, price, price_type) in products:
+                charge, frequency, pack = CHARGES[price_type]
+                self.add(
+                    "Apttus_Config2__PriceListItem__c",
+                    (
+                        f"{pname} - {name}",
+                        list_id,
+                        product_id,
+                        round(price * factor, 5),
+                        price_type,
+                        frequency,
+                        charge,
+                        pack,
+                        1,
+                    ),
+                )
 
     def account(
         self, index: int, products: list[tuple[str, tuple[str, str, str, float, str]]]
@@ -508,6 +555,9 @@ def seed(
     products = builder.products() if accounts > 0 else []
     for index in range(accounts):
         builder.account(index + 1, products)
+    if products:
+        # after the accounts: the Ids and values of every other record stay as they were
+        builder.price_lists(products)
     total = sum(len(rows) for rows in builder.rows.values())
     if total == 0:
         return {}

@@ -140,3 +140,20 @@ def test_given_get_on_a_change_route_then_405_and_nothing_staged(client, world, 
     for path in ("/portal/account/details", "/portal/changes/accept", "/portal/account/cards"):
         assert client.get(path).status_code == 405
     assert staged_count(engine) == 0
+
+
+def test_given_no_csrf_token_or_another_origin_when_buying_then_403_and_nothing_staged(
+    client, world, engine
+):
+    token = sign_in(client, world.admin)
+    product = "01t000000000001AAA"
+    for path, data in (
+        ("/portal/purchases/licenses", {"product": product, "quantity": "5"}),
+        ("/portal/purchases/credit", {"product": product, "minutes": "1000"}),
+    ):
+        assert client.post(path, data=data).status_code == 403
+        response = client.post(
+            path, data={**data, "csrf_token": token}, headers={"Origin": "https://evil.example"}
+        )
+        assert response.status_code == 403
+    assert staged_count(engine) == 0

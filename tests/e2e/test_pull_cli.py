@@ -47,7 +47,7 @@ def test_given_valid_mappings_when_checked_then_listed_with_call_count(run):
     result = run("mappings", "check")
 
     assert result.returncode == 0, result.stderr
-    assert "11 mappings" in result.stdout
+    assert "13 mappings" in result.stdout
     assert "match the CRM (1 API call)" in result.stdout
 
 

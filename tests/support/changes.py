@@ -151,6 +151,7 @@ def accept_direct(
     fields: dict[str, Any] | None = None,
     card: bool = False,
     card_default: bool = False,
+    purchases: list[tuple[str, str, str]] | None = None,
 ) -> int:
     """Stage and accept changes as the portal does, without a browser; the set's id.
 
@@ -160,6 +161,7 @@ def accept_direct(
         fields: account column -> new value (the value seen is the mirrored one).
         card: add the 4242 test card.
         card_default: ... as the default method.
+        purchases: (kind, product sfid, quantity as typed) staged as the purchase forms do.
     """
     import datetime as dt
 
@@ -194,6 +196,13 @@ def accept_direct(
                 is_default=card_default,
                 is_one_time=False,
                 now=now,
+            )
+        for kind, product, quantity in purchases or []:
+            from sync.changes.purchases import stage_purchase
+            from sync.changes.rules import ChangeKind
+
+            stage_purchase(
+                conn, admin.contact, admin.account, ChangeKind(kind), product, quantity, now
             )
         return accept(
             conn,
@@ -234,3 +243,51 @@ def push_until_final(
     result = wait_for(final, timeout=timeout, interval=0.2)
     assert result, f"change set {set_id} still {set_state(ctx, set_id)}"
     return result  # type: ignore[no-any-return]
+
+
+def product_ids(sf: Salesforce) -> dict[str, str]:
+    """Product sfid per product code, as the CRM has them."""
+    records = sf.query_all("SELECT Id, ProductCode FROM Product2")["records"]
+    return {r["ProductCode"]: r["Id"] for r in records}
+
+
+def price_item(sf: Salesforce, product: str) -> dict[str, Any]:
+    """The product's item in the active price list."""
+    (price_list,) = sf.query_all(
+        "SELECT Id FROM Apttus_Config2__PriceList__c WHERE Apttus_Config2__Active__c = true"
+    )["records"]
+    (record,) = sf.query_all(
+        format_soql(
+            "SELECT Id, Apttus_Config2__ListPrice__c, Apttus_Config2__Active__c "
+            "FROM Apttus_Config2__PriceListItem__c WHERE Apttus_Config2__ProductId__c = {} "
+            "AND Apttus_Config2__PriceListId__c = {}",
+            product,
+            price_list["Id"],
+        )
+    )["records"]
+    return dict(record)
+
+
+def orders_with_lines(sf: Salesforce, account: str) -> list[dict[str, Any]]:
+    """The account's orders created by the portal (with a Billing_Sync_Key__c of a set)."""
+    orders = sf.query_all(
+        format_soql(
+            "SELECT Id, Apttus_Config2__Status__c, Apttus_Config2__OrderAmount__c, "
+            "Apttus_Config2__OrderDate__c, Billing_Sync_Key__c FROM Apttus_Config2__Order__c "
+            "WHERE Apttus_Config2__SoldToAccountId__c = {} AND Billing_Sync_Key__c LIKE 'bs-%'",
+            account,
+        )
+    )["records"]
+    out = []
+    for order in orders:
+        lines = sf.query_all(
+            format_soql(
+                "SELECT Apttus_Config2__ProductId__c, Apttus_Config2__Quantity__c, "
+                "Apttus_Config2__NetPrice__c, Apttus_Config2__ChargeType__c, "
+                "Billing_Sync_Key__c FROM Apttus_Config2__OrderLineItem__c "
+                "WHERE Apttus_Config2__OrderId__c = {} ORDER BY Billing_Sync_Key__c",
+                order["Id"],
+            )
+        )["records"]
+        out.append({**order, "lines": lines})
+    return out

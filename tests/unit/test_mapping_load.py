@@ -33,7 +33,7 @@ def test_given_project_mappings_when_loaded_then_one_per_mirrored_table():
     mappings = load_mappings(PROJECT_MAPPINGS)
 
     assert sorted(m.table for m in mappings) == sorted(MIRRORED_MODELS)
-    assert len(list(PROJECT_MAPPINGS.glob("*.yaml"))) == 11
+    assert len(list(PROJECT_MAPPINGS.glob("*.yaml"))) == 13
     roles = mappings["account_contact_roles"]
     assert roles.crm_object == "AccountContactRole"
     assert roles.field("role").column == "role"

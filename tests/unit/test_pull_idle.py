@@ -68,11 +68,11 @@ def ctx(sqlite_database_url):
     engine.dispose()
 
 
-def test_given_eleven_idle_mappings_when_checked_then_three_calls_of_at_most_five_queries(ctx):
+def test_given_thirteen_idle_mappings_when_checked_then_three_calls_of_at_most_five_queries(ctx):
     assert changed_mappings(ctx, now=NOW) == []
 
     assert ctx.crm.api_calls == 3
-    assert [len(c) for c in ctx.crm.calls] == [5, 5, 1]
+    assert [len(c) for c in ctx.crm.calls] == [5, 5, 3]
     assert all(
         "queryAll?q=SELECT Id, SystemModstamp FROM" in url for c in ctx.crm.calls for url in c
     )
