@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Two test processes, one per core; a file's tests stay in one process (module fixtures
+# such as a file's own sandbox or browser start once). PYTEST_PARALLEL= runs serially.
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
 
-.PHONY: demo test lint bench browser promtool clean
+.PHONY: demo test test-fast lint bench browser promtool clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +39,11 @@ test: $(STAMP) browser promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
+
+# The inner loop: no browser and no slow tests.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "not browser and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from sync.db.engine import make_engine, upgrade
+from sync.db.engine import make_engine
+from tests.support.databases import MigratedTemplates, postgres_schema_url
 
 POSTGRES_URL = os.environ.get("BILLING_SYNC_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("BILLING_SYNC_TEST_REDIS_URL")
@@ -49,12 +50,6 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-def postgres_schema_url(base: str, schema: str) -> str:
-    """``base`` with a search_path that puts every table in ``schema``."""
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}"
-
-
 @pytest.fixture
 def pg_database_url(postgres_url: str) -> Iterator[str]:
     """A database URL whose tables live in a fresh PostgreSQL schema, dropped afterwards."""
@@ -76,19 +71,62 @@ def sqlite_database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'billing.db'}"
 
 
+@pytest.fixture
+def pg_migrated_url(postgres_url: str, migrated_templates: MigratedTemplates) -> Iterator[str]:
+    """A database URL whose PostgreSQL schema is migrated and holds only the migrations' rows.
+
+    The schema is lent from this process's pool (see :class:`MigratedTemplates`).
+    """
+    url = migrated_templates.lend_postgres()
+    try:
+        yield url
+    finally:
+        migrated_templates.give_back(url)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> str:
-    """Each test that takes this runs on SQLite and on PostgreSQL."""
-    name = "sqlite_database_url" if request.param == "sqlite" else "pg_database_url"
+    """Each test that takes this runs on SQLite and on PostgreSQL.
+
+    The database is empty, except for tests that take ``engine`` too: theirs is the
+    engine's, already migrated.
+    """
+    if request.param == "sqlite":
+        name = "sqlite_database_url"
+    elif "engine" in request.fixturenames:
+        name = "pg_migrated_url"
+    else:
+        name = "pg_database_url"
     url: str = request.getfixturevalue(name)
     return url
 
 
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    """This process's migrated SQLite and PostgreSQL templates (each made on first use)."""
+    templates = MigratedTemplates(tmp_path_factory.mktemp("templates"), POSTGRES_URL)
+    try:
+        yield templates
+    finally:
+        templates.close()
+
+
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
+def migrate(migrated_templates: MigratedTemplates) -> Any:
+    """``migrate(url)``: give the fresh database at ``url`` the schema at head.
+
+    The same result as ``upgrade(make_engine(url))``, copied from a template migrated once
+    per test process instead of running every migration again.
+    """
+    return migrated_templates.fill
+
+
+@pytest.fixture
+def engine(database_url: str, migrated_templates: MigratedTemplates) -> Iterator[Engine]:
     """An engine on a migrated, empty billing database (SQLite and PostgreSQL)."""
+    if not migrated_templates.is_lent(database_url):
+        migrated_templates.fill(database_url)
     eng = make_engine(database_url)
-    upgrade(eng)
     yield eng
     eng.dispose()
 
