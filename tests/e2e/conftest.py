@@ -6,15 +6,19 @@ import os
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 from sqlalchemy import Engine
+from starlette.exceptions import StarletteDeprecationWarning
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from sync.portal.server import PortalServer
+from sync.portal.app import create_app
 from tests.support.portal_data import World, build_world, portal_settings
 from tests.support.workers import Services
 
@@ -57,12 +61,33 @@ def world(engine: Engine) -> World:
 
 @pytest.fixture
 def client(engine: Engine) -> Iterator[httpx.Client]:
-    """An HTTP client of a portal served from the test's database (redirects not followed)."""
-    with (
-        PortalServer(portal_settings(), engine) as server,
-        httpx.Client(base_url=server.url or "", follow_redirects=False) as http,
-    ):
+    """An HTTP client of the portal app on the test's database (redirects not followed).
+
+    The app runs in this process, without a server: requests go straight to it through
+    the ASGI interface, as uvicorn would pass them, with uvicorn's proxy-header handling
+    in front (as :class:`PortalServer` configures it) and 127.0.0.1 as the peer. The tests
+    that need a real listening server (and the browser tests) start a PortalServer.
+    """
+    with in_process_client(create_app(portal_settings(), engine)) as http:
         yield http
+
+
+def in_process_client(app: Any) -> Any:
+    """A ``TestClient`` of ``app`` that behaves like the portal's uvicorn server."""
+    with warnings.catch_warnings():
+        # Starlette asks for httpx2 and still supports httpx, which the project uses.
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
+
+    trusted = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1"
+    return TestClient(
+        ProxyHeadersMiddleware(app, trusted_hosts=trusted),
+        base_url="http://127.0.0.1",
+        # A real server answers 500 to an unhandled exception; it does not re-raise it.
+        raise_server_exceptions=False,
+        follow_redirects=False,
+        client=("127.0.0.1", 50000),
+    )
 
 
 @pytest.fixture
