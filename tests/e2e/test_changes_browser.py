@@ -40,8 +40,9 @@ def service(crm_sandbox, database_url) -> Iterator[Service]:
         yield running
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One chromium for the module's tests; each test opens its own context."""
     with chromium() as b:
         yield b
 

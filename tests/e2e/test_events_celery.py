@@ -53,10 +53,9 @@ def prefix(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def db(pg_database_url: str) -> Iterator[tuple[str, Engine]]:
-    engine = make_engine(pg_database_url)
-    upgrade(engine)
-    yield pg_database_url, engine
+def db(pg_migrated_url: str) -> Iterator[tuple[str, Engine]]:
+    engine = make_engine(pg_migrated_url)
+    yield pg_migrated_url, engine
     engine.dispose()
 
 

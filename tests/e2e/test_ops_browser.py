@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert
 
 from sync.db import repo
-from sync.db.engine import make_engine, upgrade
+from sync.db.engine import make_engine
 from sync.db.models import ChangeSet, SyncPass
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.portal.server import PortalServer
@@ -24,10 +24,10 @@ pytestmark = needs_chromium
 
 
 @pytest.fixture
-def dashboard(sqlite_database_url) -> Iterator[tuple[str, Any]]:
+def dashboard(sqlite_database_url, migrate) -> Iterator[tuple[str, Any]]:
     clear_buffer()
+    migrate(sqlite_database_url)
     engine = make_engine(sqlite_database_url)
-    upgrade(engine)
     build_world(engine)
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
@@ -71,8 +71,9 @@ def dashboard(sqlite_database_url) -> Iterator[tuple[str, Any]]:
         engine.dispose()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One chromium for the module's tests; each test opens its own context."""
     with chromium() as launched:
         yield launched
 

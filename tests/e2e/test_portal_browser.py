@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sync.db.engine import make_engine, upgrade
+from sync.db.engine import make_engine
 from sync.portal.server import PortalServer
 from tests.support.browser import chromium, needs_chromium
 from tests.support.portal_data import World, build_world, link_path, portal_settings
@@ -18,9 +18,9 @@ pytestmark = needs_chromium
 
 
 @pytest.fixture
-def portal(sqlite_database_url) -> Iterator[tuple[str, World]]:
+def portal(sqlite_database_url, migrate) -> Iterator[tuple[str, World]]:
+    migrate(sqlite_database_url)
     engine = make_engine(sqlite_database_url)
-    upgrade(engine)
     world = build_world(engine)
     for i in range(30):  # enough orders for a second page
         world.data.order(world.acme, f"HIST-{i:03d}", dt.date(2024, 1, 1 + i % 28), f"{10 + i}.00")
@@ -32,8 +32,9 @@ def portal(sqlite_database_url) -> Iterator[tuple[str, World]]:
         engine.dispose()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One chromium for the module's tests; each test opens its own context."""
     with chromium() as launched:
         yield launched
 

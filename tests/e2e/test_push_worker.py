@@ -9,7 +9,7 @@ import pytest
 from simple_salesforce import format_soql
 from sqlalchemy import Engine, text
 
-from sync.db.engine import make_engine, upgrade
+from sync.db.engine import make_engine
 from sync.pull import pull_all
 from tests.support.changes import accept_direct, authorizations, pick_admin
 from tests.support.pull import make_context
@@ -26,10 +26,9 @@ def sandbox() -> Iterator[str]:
 
 
 @pytest.fixture
-def db(pg_database_url: str) -> Iterator[tuple[str, Engine]]:
-    engine = make_engine(pg_database_url)
-    upgrade(engine)
-    yield pg_database_url, engine
+def db(pg_migrated_url: str) -> Iterator[tuple[str, Engine]]:
+    engine = make_engine(pg_migrated_url)
+    yield pg_migrated_url, engine
     engine.dispose()
 
 

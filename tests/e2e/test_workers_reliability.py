@@ -22,7 +22,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from sync.db.engine import make_engine, upgrade
+from sync.db.engine import make_engine
 from tests.support.sandbox import reseed, running_sandbox, sandbox_stats, set_faults
 from tests.support.workers import (
     BIN,
@@ -53,10 +53,9 @@ def crm(sandbox: str) -> str:
 
 
 @pytest.fixture
-def db(pg_database_url: str) -> Iterator[tuple[str, Engine]]:
-    url = f"{pg_database_url}&application_name=bs_{uuid.uuid4().hex[:10]}"
+def db(pg_migrated_url: str) -> Iterator[tuple[str, Engine]]:
+    url = f"{pg_migrated_url}&application_name=bs_{uuid.uuid4().hex[:10]}"
     engine = make_engine(url)
-    upgrade(engine)
     yield url, engine
     engine.dispose()
 

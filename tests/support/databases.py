@@ -105,6 +105,7 @@ class MigratedTemplates:
         self._fingerprint: list[tuple[str, ...]] | None = None
         self._idle: list[str] = []
         self._lent: set[str] = set()
+        self._abandoned: list[str] = []
 
     def sqlite_template(self) -> Path:
         """The migrated SQLite template file (made on the first call)."""
@@ -183,7 +184,14 @@ class MigratedTemplates:
         server = self._server()
         while self._idle:
             schema = self._idle.pop()
-            if self._reset(schema):
+            try:
+                reset = self._reset(schema)
+            except psycopg.errors.LockNotAvailable:
+                # A connection of a killed process still holds a lock: leave the schema
+                # for close() and take a fresh one.
+                self._abandoned.append(schema)
+                continue
+            if reset:
                 self._lent.add(schema)
                 return postgres_schema_url(server, schema)
             self._drop(schema)
@@ -209,10 +217,11 @@ class MigratedTemplates:
 
     def close(self) -> None:
         """Drop every schema of the pool."""
-        for schema in [*self._idle, *self._lent]:
+        for schema in [*self._idle, *self._lent, *self._abandoned]:
             self._drop(schema)
         self._idle.clear()
         self._lent.clear()
+        self._abandoned.clear()
 
     def _structure(self, schema: str) -> list[tuple[str, ...]]:
         with self._connect(autocommit=True) as conn:
@@ -228,7 +237,7 @@ class MigratedTemplates:
         with self._connect() as conn:
             # Rows go in any order: foreign keys are not checked while the copy is restored.
             conn.execute("SET LOCAL session_replication_role = replica")
-            conn.execute("SET LOCAL lock_timeout = '20s'")
+            conn.execute("SET LOCAL lock_timeout = '10s'")
             conn.execute((deletes + self._for(template.data, schema)).encode())
         return True
 

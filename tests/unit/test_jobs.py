@@ -10,7 +10,7 @@ import pytest
 import sync.pull
 from sync.crm.errors import TransientCrmError
 from sync.crm.usage import ApiUsage
-from sync.db.engine import make_engine, upgrade
+from sync.db.engine import make_engine
 from sync.db.repo import set_paused
 from sync.service import jobs
 from sync.service.budget import Limiter
@@ -38,9 +38,9 @@ class FakeCrm:
 
 
 @pytest.fixture
-def rt(tmp_path):
+def rt(tmp_path, migrate):
+    migrate(f"sqlite:///{tmp_path / 'jobs.db'}")
     engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
-    upgrade(engine)
     clock = [T0]
     ctx = SimpleNamespace(engine=engine, crm=FakeCrm(), mappings=SimpleNamespace(names=NAMES))
     runtime = jobs.Runtime(

@@ -5,7 +5,7 @@ import pytest
 
 from sync.context import SyncContext
 from sync.db import repo, service_state
-from sync.db.engine import make_engine, upgrade
+from sync.db.engine import make_engine
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
 from sync.mapping.transform import format_sf_datetime
@@ -48,9 +48,9 @@ class FakeCrm:
 
 
 @pytest.fixture
-def ctx(sqlite_database_url):
+def ctx(sqlite_database_url, migrate):
+    migrate(sqlite_database_url)
     engine = make_engine(sqlite_database_url)
-    upgrade(engine)
     mappings = load_mappings(PROJECT_MAPPINGS)
     context = SyncContext(
         settings=Settings(database_url=sqlite_database_url),
