@@ -44,7 +44,7 @@ class ChangeFlow:
             kit: the portal's shared kit.
             account_tab: draws the Account tab with the reason an Accept was refused.
             terms: the terms of use an Accept agrees to.
-            targets: where the accepted changes are written in the CRM.
+            targets: the CRM objects and fields the portal writes (from the mappings).
             push_trigger: starts a push at once after an Accept; None leaves accepted
                 changes to the periodic push.
         """
