@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine
 
-from sync.clock import Now, utc_now
 from sync.crm.client import (
     MAX_COMPOSITE_QUERIES,
     MAX_COMPOSITE_SUBREQUESTS,
@@ -26,14 +25,19 @@ from sync.crm.client import (
 )
 from sync.crm.errors import CrmError
 from sync.crm.soql import and_, select
+from sync.db import service_state
 from sync.db.engine import make_engine, upgrade
-from sync.db.repo.field_limits import write_field_limits
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import Direction, Mapping, MappingError, MappingSet, Problem
 from sync.mapping.validate import validate_mappings
 from sync.settings import Settings
 
 logger = logging.getLogger("sync.context")
+
+
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
 
 
 def crm_from_settings(settings: Settings) -> CrmClient:
@@ -69,7 +73,7 @@ class SyncContext:
     engine: Engine
     crm: CrmClient
     mappings: MappingSet
-    clock: Now = utc_now
+    clock: Callable[[], dt.datetime] = utcnow
     warnings: list[Problem] = field(default_factory=list)
     crm_time_hints: dict[str, dt.datetime] = field(default_factory=dict)
     # per mapping, the records of its next full window, counted by the idle check
@@ -82,7 +86,7 @@ class SyncContext:
         *,
         crm: CrmClient | None = None,
         engine: Engine | None = None,
-        clock: Now = utc_now,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> SyncContext:
         """Start: upgrade the schema, load and validate the mappings.
 
@@ -249,4 +253,4 @@ def save_field_limits(
             length = int(meta.get("length") or 0) if meta else 0
             if length > 0:
                 limits.setdefault(mapping.table, {})[spec.column] = length
-    write_field_limits(engine, limits, now)
+    service_state.write(engine, service_state.FIELD_LIMITS_KEY, limits, now)

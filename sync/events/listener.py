@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync import pull as pull_engine
 from sync.clock import utc_now
 from sync.crm.errors import CrmError
 from sync.crm.streaming import (
@@ -49,7 +50,6 @@ from sync.db.repo import events as replay_repo
 from sync.events.channels import plan_channels
 from sync.events.model import parse_event
 from sync.events.trigger import PullTrigger
-from sync.pull import changed_mappings
 from sync.service.jobs import paused_mappings
 from sync.service.listener_status import HEARTBEAT, ChannelState, ListenerState, write_status
 
@@ -297,7 +297,7 @@ class Listener:
         for name in names:
             self.trigger.locks.clear_queued(name)
         if names:
-            changed = changed_mappings(self.ctx, names, now=self._clock())
+            changed = pull_engine.changed_mappings(self.ctx, names, now=self._clock())
             self._account()
             if changed:
                 log.info("events listener: catching up on %s", ", ".join(changed))

@@ -27,12 +27,12 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync import pull as pull_engine
+from sync import push as push_engine
 from sync.clock import utc_now
 from sync.crm.errors import CrmError
 from sync.db import repo, service_state
 from sync.db.models import SyncState
-from sync.pull import changed_mappings, pull_mapping, reconcile_mapping
-from sync.push import push_pending
 from sync.service import budget as budget_rules
 from sync.service import listener_status as events_status
 from sync.service.budget_store import budget_policy, read_budget
@@ -351,7 +351,7 @@ def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
         return PollReport(polled=True, decision=decision)
     try:
         _learn_limit(rt, now)
-        changed = changed_mappings(rt.ctx, names, now=now)
+        changed = pull_engine.changed_mappings(rt.ctx, names, now=now)
     except TRANSIENT_ERRORS as exc:
         message = f"{type(exc).__name__}: {exc}"
         log.warning("change check failed: %s", message)
@@ -416,7 +416,7 @@ def pull(rt: Runtime, name: str, *, full: bool = False) -> PassResult | None:
         log.info("%s is being pulled by another worker; skipped", name)
         return None
     try:
-        result = pull_mapping(rt.ctx, name, full=full, now=rt.clock())
+        result = pull_engine.pull_mapping(rt.ctx, name, full=full, now=rt.clock())
     except BaseException:
         lock.release()
         rt.account(one_off=full)
@@ -461,7 +461,7 @@ def reconcile(rt: Runtime) -> ReconcileReport:
             skipped.append(name)
             continue
         try:
-            results[name] = reconcile_mapping(rt.ctx, name, now=rt.clock())
+            results[name] = pull_engine.reconcile_mapping(rt.ctx, name, now=rt.clock())
         finally:
             lock.release()
             rt.account(one_off=True)
@@ -480,7 +480,7 @@ def push(rt: Runtime, enqueue: Callable[[str], None] | None = None) -> PushRepor
         What the pass did.
     """
     try:
-        report = push_pending(rt.ctx)
+        report = push_engine.push_pending(rt.ctx)
     finally:
         rt.account(one_off=True)
     if enqueue is not None and report.touched_mappings:
