@@ -9,9 +9,9 @@ bad object must not hide the answers of the others.
 
 Writes are built with :class:`~sync.crm.graph.AtomicWrite` and sent by
 :meth:`CompositeApi.write_atomic` as ONE graph of ``/composite/graph``: the CRM applies
-every node or none, and the whole request counts as one API call. The graph's limits (500 nodes, 15 distinct
-method x object x version node kinds, reference depth 15) are checked before anything is
-sent; a write that does not fit is refused, never split (atomicity is its promise).
+every node or none, and the whole request counts as one API call. The graph's limits
+(500 nodes, 15 distinct method x object x version node kinds, reference depth 15) are
+checked before anything is sent; a write that does not fit is refused, never split.
 """
 
 from __future__ import annotations
