@@ -43,6 +43,9 @@ def unmodified_since(when: datetime) -> dict[str, str]:
     return {"If-Unmodified-Since": http_date(when.astimezone(UTC), usegmt=True)}
 
 
+_header = unmodified_since  # AtomicWrite.update's argument shadows the name
+
+
 class WriteOutcome(StrEnum):
     """What became of one node of an atomic write."""
 
@@ -160,7 +163,7 @@ class AtomicWrite:
         A record modified after ``unmodified_since`` fails the node with 412
         (:attr:`WriteOutcome.STALE`) and so the whole write.
         """
-        headers = {} if unmodified_since is None else _unmodified_header(unmodified_since)
+        headers = {} if unmodified_since is None else _header(unmodified_since)
         return self._add("PATCH", sobject, (record_id,), dict(fields), label, reference, headers)
 
     def _add(
@@ -256,10 +259,6 @@ class AtomicResult:
     def rejected(self) -> list[WriteResult]:
         """The nodes the CRM refused (each names the record and the CRM's words)."""
         return [r for r in self.results if r.outcome is WriteOutcome.REJECTED]
-
-
-def _unmodified_header(when: datetime) -> dict[str, str]:
-    return unmodified_since(when)
 
 
 _HALTED_CODES = frozenset({"PROCESSING_HALTED", "ALL_OR_NONE_OPERATION_ROLLED_BACK"})
