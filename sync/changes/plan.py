@@ -369,9 +369,9 @@ def plan_items(inp: PlanInput, staged: Sequence[Staged]) -> list[Item]:
 def _purchase_items(inp: PlanInput, purchases: Sequence[Staged], before: int) -> list[Item]:
     """One order with a line per purchase, after checks that the prices still hold.
 
-    The order is upserted by its key; each line names the order by the /composite
-    reference of the order's subrequest (``@{create<position>.id}``), so the order and
-    its lines are written in the same all-or-nothing request.
+    The order is upserted by its key; each line names the order by the reference the
+    push gives the order's write (``@{create<position>.id}``), so the order and its
+    lines are written in the same all-or-nothing graph.
     """
     orders, order_lines, prices = inp.targets.purchase_targets()
     wanted = [Purchase.from_payload(s.payload) for s in purchases]

@@ -9,7 +9,7 @@ For each set, in acceptance order per account:
    a conflict and nothing is sent;
 3. send the Billing_Authorization__c upsert, the updates (each with ``If-Unmodified-Since``
    the LastModifiedDate just read) and the creates (upserts by Billing_Sync_Key__c) as
-   one graph of ``/composite/graph`` (:class:`~sync.crm.composite.AtomicWrite`): the CRM
+   one graph of ``/composite/graph`` (:class:`~sync.crm.graph.AtomicWrite`): the CRM
    applies all of it or nothing. A 412 means someone wrote the record between 1 and 3:
    read again.
 
