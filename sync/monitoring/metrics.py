@@ -30,6 +30,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PASS_OUTCOMES: tuple[str, ...] = ("ok", "failed", "limit_exceeded", "interrupted")
 KNOWN_ENDPOINTS: tuple[str, ...] = (
     "composite",
+    "composite/graph",
     "composite/sobjects",
     "limits",
     "query",
