@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine
 
 from sync.db import repo, service_state
 from sync.db.repo import monitoring as monitoring_repo
+from sync.db.states import ChangeState
 from sync.mapping.spec import MappingSet
 from sync.monitoring import counters
 from sync.service import budget as budget_rules
@@ -245,7 +246,10 @@ class SnapshotReader:
                     self._counts[name] = _Counted(
                         fingerprints[name], now, fresh.get(tables[name], (0, 0))
                     )
-            push_print = (outbox.counts["applied"], outbox.last_update["applied"])
+            push_print = (
+                outbox.counts[ChangeState.APPLIED],
+                outbox.last_update[ChangeState.APPLIED],
+            )
             if self._push is None or self._push[0] != push_print:
                 self._push = (
                     push_print,
