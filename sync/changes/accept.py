@@ -19,8 +19,8 @@ from sync.access import ContactRef
 from sync.changes.plan import PlanError, PlanInput, WriteTargets, plan_items
 from sync.changes.pricing import describe_purchase
 from sync.changes.rules import (
+    PROBLEM_STATES,
     ChangeKind,
-    ChangeState,
     field_change_words,
     same_value,
     summary_text,
@@ -179,9 +179,7 @@ def restage(
     Raises:
         NotFoundError: no such set of this account in state conflict or failed.
     """
-    stored = repo.set_in_states(
-        conn, set_id, account_sfid, (ChangeState.CONFLICT, ChangeState.FAILED)
-    )
+    stored = repo.set_in_states(conn, set_id, account_sfid, PROBLEM_STATES)
     if stored is None:
         raise NotFoundError(str(set_id))
     crm_values = repo.crm_values_of_record(conn, set_id, account_sfid)

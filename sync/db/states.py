@@ -40,6 +40,11 @@ class ChangeState(StrEnum):
         """True when the push is done with the set."""
         return self in FINAL_STATES
 
+    @property
+    def problem(self) -> bool:
+        """True when the set needs a person: the admin re-stages it, or ops acts on it."""
+        return self in PROBLEM_STATES
+
 
 #: States the push never leaves on its own.
 FINAL_STATES = frozenset(
