@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine
 
+from sync.clock import Now, utc_now
 from sync.crm.client import (
     MAX_COMPOSITE_QUERIES,
     MAX_COMPOSITE_SUBREQUESTS,
@@ -25,19 +26,14 @@ from sync.crm.client import (
 )
 from sync.crm.errors import CrmError
 from sync.crm.soql import and_, select
-from sync.db import service_state
 from sync.db.engine import make_engine, upgrade
+from sync.db.repo.field_limits import write_field_limits
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import Direction, Mapping, MappingError, MappingSet, Problem
 from sync.mapping.validate import validate_mappings
 from sync.settings import Settings
 
 logger = logging.getLogger("sync.context")
-
-
-def utcnow() -> dt.datetime:
-    """The current time, aware, in UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 def crm_from_settings(settings: Settings) -> CrmClient:
@@ -73,7 +69,7 @@ class SyncContext:
     engine: Engine
     crm: CrmClient
     mappings: MappingSet
-    clock: Callable[[], dt.datetime] = utcnow
+    clock: Now = utc_now
     warnings: list[Problem] = field(default_factory=list)
     crm_time_hints: dict[str, dt.datetime] = field(default_factory=dict)
     # per mapping, the records of its next full window, counted by the idle check
@@ -86,7 +82,7 @@ class SyncContext:
         *,
         crm: CrmClient | None = None,
         engine: Engine | None = None,
-        clock: Callable[[], dt.datetime] = utcnow,
+        clock: Now = utc_now,
     ) -> SyncContext:
         """Start: upgrade the schema, load and validate the mappings.
 
@@ -227,9 +223,6 @@ def check_filters(crm: CrmClient, mappings: MappingSet) -> None:
         raise MappingError(problems)
 
 
-FIELD_LIMITS_KEY = "crm:field-limits"
-
-
 def save_field_limits(
     engine: Engine,
     mappings: MappingSet,
@@ -256,10 +249,4 @@ def save_field_limits(
             length = int(meta.get("length") or 0) if meta else 0
             if length > 0:
                 limits.setdefault(mapping.table, {})[spec.column] = length
-    service_state.write(engine, FIELD_LIMITS_KEY, limits, now)
-
-
-def field_limits(engine: Engine) -> dict[str, dict[str, int]]:
-    """The CRM's text field lengths by table and column (empty before the first start)."""
-    doc = service_state.read(engine, FIELD_LIMITS_KEY) or {}
-    return {str(t): {str(c): int(n) for c, n in cols.items()} for t, cols in doc.items()}
+    write_field_limits(engine, limits, now)

@@ -23,10 +23,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from sync.access import AdminAccount, ContactRef, contact_access
-from sync.monitoring import counters
+from sync.clock import utc_now
 from sync.portal import formatting
 from sync.portal.links import DEFAULT_SESSION_TTL, InvalidToken, PortalSession, PortalSigner
 from sync.settings import Settings
+from sync.telemetry import counters
 
 log = logging.getLogger("sync.portal")
 
@@ -37,11 +38,6 @@ COOKIE_NAME = "billing_portal"
 SECURE_COOKIE_NAME = "__Host-billing_portal"
 
 Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    """The current time, aware, in UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from sync.changes.staging import (
     stage_method_change,
 )
 from sync.changes.terms import Terms, load_terms
-from sync.context import field_limits
+from sync.db.repo.field_limits import field_limits
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.payments import CardError, PaymentGateway, load_gateway
 from sync.portal import queries

@@ -6,7 +6,6 @@ answer 404, exactly like ids that do not exist.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from sqlalchemy import text
@@ -15,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from sync.access import is_crm_id
+from sync.clock import utc_now
 from sync.db.engine import schema_is_current
 from sync.portal import queries
 from sync.portal.base import Viewer
@@ -23,6 +23,7 @@ from sync.portal.links import InvalidToken
 from sync.portal.pdf import invoice_filename, render_invoice_pdf
 from sync.portal.purchases import PurchasePages
 from sync.portal.views import AccountView, InvoiceDetail
+from sync.service.listener_status import listener_status, summary
 
 log = logging.getLogger("sync.portal")
 
@@ -226,7 +227,5 @@ class Portal(PurchasePages):
             return JSONResponse({"status": "unavailable", "database": "schema outdated"}, 503)
         # The listener's state is detail, not readiness: without it the mirror is kept
         # fresh by polling at the configured interval.
-        from sync.events.status import listener_status, summary
-
-        events = summary(listener_status(self.engine, dt.datetime.now(dt.UTC)))
+        events = summary(listener_status(self.engine, utc_now()))
         return JSONResponse({"status": "ready", "database": "ok", "events": events})
