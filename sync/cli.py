@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from sync.db.states import ChangeState
 from sync.service.queue import TaskQueueFactory
 from sync.settings import Settings, SettingsError
 from sync.telemetry import logs
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?", type=int, metavar="ID")
     p.add_argument(
         "--state",
-        choices=["accepted", "sending", "applied", "conflict", "failed", "cancelled"],
+        choices=[s.value for s in ChangeState],
     )
     p.add_argument("--account", metavar="ACCOUNT_ID")
     p.add_argument("--limit", type=int, default=50)
