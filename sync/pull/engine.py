@@ -40,7 +40,7 @@ from sync.crm.errors import (
 from sync.crm.soql import and_, id_in, modstamp_window, select
 from sync.db import repo
 from sync.mapping.spec import Mapping
-from sync.mapping.transform import RowBuilder, parse_sf_datetime, record_id, row_builder
+from sync.mapping.transform import parse_sf_datetime, record_id
 from sync.monitoring import logs
 from sync.pull.idle import (
     RETRY_BASE,
@@ -50,6 +50,7 @@ from sync.pull.idle import (
 )
 from sync.pull.pages import Prefetcher
 from sync.pull.result import Outcome, PassResult, Progress
+from sync.pull.rows import RowBuilder, row_builder
 from sync.pull.window import Window, advance_watermark, plan_window, retry_due
 
 logger = logging.getLogger("sync.pull")
@@ -72,7 +73,7 @@ class ConvertedPage:
 
     Attributes:
         values: the rows to upsert, as tuples of values in ``columns`` order (in the
-            forms of the :class:`~sync.mapping.transform.RowBuilder` that made them).
+            forms of the :class:`~sync.pull.rows.RowBuilder` that made them).
         columns: the columns of ``values``.
         failed: sfid -> reason, for records that could not be converted.
         newest: the newest SystemModstamp among all the page's records.

@@ -12,8 +12,8 @@ from sync.db.models import Invoice
 from sync.db.types import Bind, BindForm
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
-from sync.mapping.transform import RowBuilder
 from sync.pull import convert_page
+from sync.pull.rows import RowBuilder
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
