@@ -65,8 +65,6 @@ class SyncContext:
         mappings: the validated mappings.
         clock: the time source (tests pass a frozen one).
         warnings: mapping limits some values could exceed (see ``mappings check``).
-        crm_time_hints: per mapping, the newest SystemModstamp the idle check saw in the
-            CRM; the next pass's window reaches at least that far.
     """
 
     settings: Settings
@@ -75,9 +73,6 @@ class SyncContext:
     mappings: MappingSet
     clock: Callable[[], dt.datetime] = utcnow
     warnings: list[Problem] = field(default_factory=list)
-    crm_time_hints: dict[str, dt.datetime] = field(default_factory=dict)
-    # per mapping, the records of its next full window, counted by the idle check
-    window_counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_settings(

@@ -19,7 +19,6 @@ from typing import Any, TextIO
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync.bulk.choice import saved_reports
 from sync.changes import outbox
 from sync.context import (
     SyncContext,
@@ -345,10 +344,10 @@ def collect_status(engine: Engine, settings: Settings, now: dt.datetime) -> dict
     # The background service's view: idle/pulling/paused/failing from locks, passes and
     # the change check; the polling interval in effect; the workers' heartbeats.
     service = service_status.collect(settings, engine, mappings.names, now=now).to_dict()
-    loads = saved_reports(engine)
     for item in items:
         # how the last pass read its window: REST or a Bulk API 2.0 job
-        item["last_load"] = loads.get(str(item["mapping"]))
+        stored = states.get(str(item["mapping"]))
+        item["last_load"] = stored.last_load.to_json() if stored and stored.last_load else None
     for item in items:
         health = service["mappings"][item["mapping"]]
         item["state"] = health["state"]

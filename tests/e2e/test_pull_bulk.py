@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sync.bulk.choice import LoadMethod, saved_reports
+from sync.bulk.choice import LoadMethod
+from sync.db import repo
 from sync.db.engine import make_engine, upgrade
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
@@ -29,6 +30,13 @@ from tests.support.pull import (
 from tests.support.sandbox import running_sandbox
 
 pytestmark = pytest.mark.slow
+
+
+def saved_reports(engine):
+    """Mapping -> its last pass's load report, as its state row keeps it."""
+    with engine.connect() as conn:
+        states = repo.all_states(conn)
+    return {name: s.last_load.to_json() for name, s in states.items() if s.last_load}
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Every SQL statement of the pull, in two modules re-exported here.
 
 :mod:`sync.db.repo.rows`: the mirrored tables (bulk upserts, tombstones, Id streams).
-:mod:`sync.db.repo.state`: the pull's own tables (sync state, pass history, record
-errors).
+:mod:`sync.db.repo.state`: the pull's own tables (a mapping's one state row, pass
+history, record errors).
 """
 
 from sync.db.repo.rows import (
@@ -24,9 +24,11 @@ from sync.db.repo.state import (
     MappingState,
     PassRow,
     RecordErrorRow,
+    StoredLoad,
     all_states,
     begin_pass,
     clear_record_errors,
+    close_mapping_pass,
     close_stale_passes,
     count_pass,
     finish_pass,
@@ -49,10 +51,12 @@ __all__ = [
     "MappingState",
     "PassRow",
     "RecordErrorRow",
+    "StoredLoad",
     "UpsertPlan",
     "all_states",
     "begin_pass",
     "clear_record_errors",
+    "close_mapping_pass",
     "close_stale_passes",
     "count_pass",
     "dialect_insert",
