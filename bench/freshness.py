@@ -58,6 +58,7 @@ from report import write_section  # noqa: E402
 
 from sync.crm.session import make_session  # noqa: E402
 from sync.db.engine import make_engine, upgrade  # noqa: E402
+from sync.db.shapes import MIRRORED_SHAPES  # noqa: E402
 from sync.events.status import listener_status  # noqa: E402
 from sync.mapping.loader import default_mappings_dir, load_mappings  # noqa: E402
 from sync.service.status import collect  # noqa: E402
@@ -273,7 +274,9 @@ def rejected(snapshot: dict[str, Any]) -> int:
 
 def wait_initial_load(sf: Salesforce, engine: Engine, timeout: float = 180.0) -> None:
     """Until every mapped table holds as many rows as its CRM object has records."""
-    objects = {m.crm_object: m.table for m in load_mappings(default_mappings_dir())}
+    objects = {
+        m.crm_object: m.table for m in load_mappings(default_mappings_dir(), MIRRORED_SHAPES)
+    }
     expected = {
         table: sf.query(f"SELECT COUNT() FROM {obj}")["totalSize"] for obj, table in objects.items()
     }
@@ -531,7 +534,7 @@ def run_freshness(
             watcher.stop.set()
             watcher.join()
             settings = Settings.from_env(env)
-            names = load_mappings(default_mappings_dir()).names
+            names = load_mappings(default_mappings_dir(), MIRRORED_SHAPES).names
             health = collect(settings, engine, names, now=dt.datetime.now(dt.UTC))
             return FreshnessResult(
                 mode="events" if events else "polling",
@@ -591,7 +594,7 @@ def run_budget(*, seconds: float, workdir: Path, idle_cost: float) -> BudgetResu
             time.sleep(seconds)
             snapshot = stats(url)
             settings = Settings.from_env(env)
-            names = load_mappings(default_mappings_dir()).names
+            names = load_mappings(default_mappings_dir(), MIRRORED_SHAPES).names
             health = collect(settings, engine, names, now=dt.datetime.now(dt.UTC))
             decision = health.decision
             return BudgetResult(

@@ -27,6 +27,7 @@ from sync.crm.errors import CrmError
 from sync.crm.soql import and_, select
 from sync.db import service_state
 from sync.db.engine import make_engine, upgrade
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import Direction, Mapping, MappingError, MappingSet, Problem
 from sync.mapping.validate import validate_mappings
@@ -96,7 +97,7 @@ class SyncContext:
             CrmError: the CRM could not be asked for its describe.
             CrmConfigurationError: no CRM login is configured.
         """
-        mappings = load_mappings(default_mappings_dir(settings.mappings_dir))
+        mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
         own_engine = engine is None
         engine = engine if engine is not None else make_engine(settings.database_url)
         client = crm if crm is not None else crm_from_settings(settings)

@@ -30,6 +30,7 @@ from sync.context import (
 from sync.crm.errors import CrmConfigurationError, CrmError, RequestLimitExceededError
 from sync.db import repo, service_state
 from sync.db.engine import current_revision, head_revision, make_engine, upgrade
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingError
 from sync.mapping.validate import validate_mappings
@@ -305,7 +306,7 @@ def collect_status(engine: Engine, settings: Settings, now: dt.datetime) -> dict
     Raises:
         MappingError: the mapping files are unusable.
     """
-    mappings = load_mappings(default_mappings_dir(settings.mappings_dir))
+    mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
     with engine.connect() as conn:
         states = repo.all_states(conn)
         error_counts = repo.record_error_counts(conn)
@@ -484,7 +485,7 @@ def mappings_command(args: argparse.Namespace, settings: Settings) -> int:
     """``billing-sync mappings check``: load mappings/*.yaml, validate against the CRM."""
     folder = default_mappings_dir(settings.mappings_dir)
     try:
-        mappings = load_mappings(folder)
+        mappings = load_mappings(folder, MIRRORED_SHAPES)
     except MappingError as exc:
         _err(str(exc))
         return EXIT_CONFIG

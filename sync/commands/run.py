@@ -22,6 +22,7 @@ from typing import Any
 from sync.crm.errors import CrmError
 from sync.db.engine import make_engine, upgrade
 from sync.db.repo import set_paused
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingError
 from sync.monitoring.flush import Flusher
@@ -212,7 +213,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _set_paused(args: argparse.Namespace, settings: Settings, paused: bool) -> int:
     try:
-        mappings = load_mappings(default_mappings_dir(settings.mappings_dir))
+        mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
     except MappingError as exc:
         _err(str(exc))
         return 2

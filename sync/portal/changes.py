@@ -36,6 +36,7 @@ from sync.changes.staging import (
 )
 from sync.changes.terms import Terms, load_terms
 from sync.context import field_limits
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.payments import CardError, PaymentGateway, load_gateway
 from sync.portal import queries
@@ -92,7 +93,7 @@ class ChangePages(PortalBase):
         self.terms: Terms = load_terms(settings.terms_file)
         self.gateway: PaymentGateway = gateway or load_gateway(settings.payment_gateway)
         self.targets = WriteTargets.from_mappings(
-            load_mappings(default_mappings_dir(settings.mappings_dir))
+            load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
         )
         self.push_trigger = push_trigger
 

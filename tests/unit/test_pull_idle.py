@@ -6,6 +6,7 @@ import pytest
 from sync.context import SyncContext
 from sync.db import repo
 from sync.db.engine import make_engine, upgrade
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
 from sync.mapping.transform import format_sf_datetime
@@ -50,7 +51,7 @@ class FakeCrm:
 def ctx(sqlite_database_url):
     engine = make_engine(sqlite_database_url)
     upgrade(engine)
-    mappings = load_mappings(PROJECT_MAPPINGS)
+    mappings = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
     context = SyncContext(
         settings=Settings(database_url=sqlite_database_url),
         engine=engine,

@@ -8,6 +8,7 @@ import pytest
 
 from sync.db import repo
 from sync.db.engine import make_engine
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.db.types import BindForm
 from sync.mapping import ColumnType, ConversionError, Mapping, load_mappings, record_to_row
 from sync.mapping.loader import PROJECT_MAPPINGS
@@ -15,7 +16,7 @@ from sync.pull.rows import RowBuilder
 
 UTC = dt.UTC
 SYNCED = dt.datetime(2026, 11, 22, 12, 0, 0, 250000, tzinfo=UTC)
-MAPPINGS = load_mappings(PROJECT_MAPPINGS)
+MAPPINGS = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
 SQLITE = make_engine("sqlite://").dialect
 POSTGRES = make_engine("postgresql://localhost/unused").dialect  # never connects
 
