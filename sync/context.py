@@ -223,9 +223,6 @@ def check_filters(crm: CrmClient, mappings: MappingSet) -> None:
         raise MappingError(problems)
 
 
-FIELD_LIMITS_KEY = "crm:field-limits"
-
-
 def save_field_limits(
     engine: Engine,
     mappings: MappingSet,
@@ -252,10 +249,4 @@ def save_field_limits(
             length = int(meta.get("length") or 0) if meta else 0
             if length > 0:
                 limits.setdefault(mapping.table, {})[spec.column] = length
-    service_state.write(engine, FIELD_LIMITS_KEY, limits, now)
-
-
-def field_limits(engine: Engine) -> dict[str, dict[str, int]]:
-    """The CRM's text field lengths by table and column (empty before the first start)."""
-    doc = service_state.read(engine, FIELD_LIMITS_KEY) or {}
-    return {str(t): {str(c): int(n) for c, n in cols.items()} for t, cols in doc.items()}
+    service_state.write(engine, service_state.FIELD_LIMITS_KEY, limits, now)

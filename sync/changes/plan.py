@@ -23,6 +23,7 @@ from sync.changes.rules import (
     external_key,
     field_change_words,
 )
+from sync.clock import utc_now
 from sync.mapping.spec import Mapping, MappingSet
 from sync.mapping.transform import row_to_record
 
@@ -327,7 +328,7 @@ def _purchase_items(inp: PlanInput, purchases: Sequence[Staged], before: int) ->
         )
     order_position = before + len(items) + 1
     order_key = external_key(inp.set_key, order_position)
-    today = inp.today or dt.datetime.now(dt.UTC).date()
+    today = inp.today or utc_now().date()
     items.append(
         Item(
             Operation.CREATE,

@@ -1,6 +1,7 @@
 """`billing-sync demo`: the sandbox CRM with seeded data, and the whole service beside it.
 
-It starts the sandbox in this process with generated accounts, mirrors it into the
+It starts the sandbox CRM (``billing-sync sandbox``, a child process stopped with the
+demo) with generated accounts, mirrors it into the
 billing database (``BILLING_SYNC_DATABASE_URL``, by default the SQLite file
 ``billing-sync.db``), then runs what ``billing-sync run`` runs without a broker: the
 portal on ``--host``/``--port`` and the periodic change check and pulls on threads. It
@@ -18,6 +19,8 @@ from typing import Any
 
 from sqlalchemy import Engine, exists, func, select
 
+from sync.commands.launcher import SandboxProcess, SandboxStartError
+from sync.commands.launcher import start_sandbox as launch_sandbox
 from sync.commands.pull import EXIT_CONFIG, EXIT_FAILED, summary_line
 from sync.commands.run import run_service
 from sync.context import SyncContext
@@ -26,7 +29,6 @@ from sync.crm.errors import CrmError
 from sync.db.models import Account, AccountContactRole, Contact
 from sync.mapping.spec import MappingError
 from sync.pull import PassResult, pull_all
-from sync.sandbox.server import SandboxConfig, SandboxServer
 from sync.settings import DEFAULT_PUBLIC_URL, Settings, SettingsError, demo_secret
 
 DEMO_ACCOUNTS = 50
@@ -43,13 +45,21 @@ def _say(text: str = "") -> None:
     sys.stdout.flush()
 
 
-def start_sandbox(accounts: int = DEMO_ACCOUNTS, seed: int = DEMO_SEED) -> SandboxServer:
-    """The sandbox CRM, seeded with ``accounts`` accounts, serving on a free local port."""
-    server = SandboxServer(
-        SandboxConfig(port=0, seed=accounts, seed_random=seed, daily_limit=DEMO_DAILY_LIMIT)
+def start_sandbox(accounts: int = DEMO_ACCOUNTS, seed: int = DEMO_SEED) -> SandboxProcess:
+    """The sandbox CRM, seeded with ``accounts`` accounts, serving on a free local port.
+
+    Raises:
+        SandboxStartError: it did not start (the message holds its output).
+    """
+    return launch_sandbox(
+        "--seed",
+        str(accounts),
+        "--seed-random",
+        str(seed),
+        "--daily-limit",
+        str(DEMO_DAILY_LIMIT),
+        timeout=300.0,
     )
-    server.start()
-    return server
 
 
 def demo_settings(settings: Settings, sandbox_url: str) -> Settings:
@@ -134,6 +144,7 @@ def portal_links(settings: Settings, engine: Engine, base_url: str) -> list[str]
     """Lines with a signed portal link for a Billing Admin and for a non-admin."""
     if importlib.util.find_spec("sync.portal.links") is None:
         return []
+    # The portal is optional in an installation: imported only when there is one.
     from sync.portal.links import PortalSigner
 
     signer = PortalSigner(settings.require_portal_secret())
@@ -154,7 +165,11 @@ def portal_links(settings: Settings, engine: Engine, base_url: str) -> list[str]
 def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     """Run the demo until Ctrl-C."""
     _say(f"starting the sandbox CRM with {DEMO_ACCOUNTS} generated accounts ...")
-    server = start_sandbox()
+    try:
+        server = start_sandbox()
+    except SandboxStartError as exc:
+        sys.stderr.write(f"billing-sync: {exc}\n")
+        return EXIT_FAILED
     try:
         demo = demo_settings(settings, server.url)
         try:

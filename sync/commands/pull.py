@@ -20,12 +20,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.changes import outbox
+from sync.clock import utc_now
 from sync.context import (
     SyncContext,
     check_filters,
     crm_from_settings,
     describe_objects,
-    utcnow,
 )
 from sync.crm.errors import CrmConfigurationError, CrmError, RequestLimitExceededError
 from sync.db import repo, service_state
@@ -435,7 +435,7 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
                 "(or `billing-sync sync`, which upgrades it)"
             )
             return EXIT_FAILED
-        status = collect_status(engine, settings, utcnow())
+        status = collect_status(engine, settings, utc_now())
         if revision != head_revision():
             status["schema_warning"] = (
                 f"database schema {revision} is behind {head_revision()}: run "

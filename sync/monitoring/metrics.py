@@ -22,8 +22,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from sync.db.repo.monitoring import OUTBOX_STATES
-from sync.monitoring import counters
 from sync.monitoring.snapshot import ROLES, Snapshot
+from sync.telemetry import counters
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -22,11 +22,11 @@ from sqlalchemy import Connection, Engine
 from sync.db import repo, service_state
 from sync.db.repo import monitoring as monitoring_repo
 from sync.mapping.spec import MappingSet
-from sync.monitoring import counters
 from sync.service import budget as budget_rules
 from sync.service import heartbeats
-from sync.service.jobs import budget_policy
+from sync.service.budget_store import budget_policy
 from sync.settings import Settings
+from sync.telemetry import counters
 
 log = logging.getLogger(__name__)
 

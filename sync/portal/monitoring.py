@@ -28,9 +28,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingSet
-from sync.monitoring import counters, logs, metrics, snapshot
+from sync.monitoring import metrics, snapshot
 from sync.service.locks import redis_client
 from sync.settings import Settings
+from sync.telemetry import counters, logs
 
 log = logging.getLogger(__name__)
 

@@ -41,12 +41,12 @@ from sync.crm.soql import and_, id_in, modstamp_window, select
 from sync.db import repo
 from sync.mapping.spec import Mapping
 from sync.mapping.transform import parse_sf_datetime, record_id
-from sync.monitoring import logs
 from sync.pull.idle import NO_HINTS, RETRY_BASE, RETRY_CAP, PassHints
 from sync.pull.pages import Prefetcher
 from sync.pull.result import Outcome, PassResult, Progress
 from sync.pull.rows import RowBuilder, row_builder
 from sync.pull.window import Window, advance_watermark, plan_window, retry_due
+from sync.telemetry import logs
 
 logger = logging.getLogger("sync.pull")
 

@@ -23,7 +23,9 @@ from sync.db import repo
 from sync.db.models import SyncPass
 from sync.service import budget as budget_rules
 from sync.service import heartbeats
-from sync.service.jobs import budget_policy, read_budget
+from sync.service.budget_store import budget_policy, read_budget
+from sync.service.listener_status import listener_status
+from sync.service.listener_status import render as render_events
 from sync.service.locks import RedisLocks, redis_client
 from sync.settings import Settings
 
@@ -92,7 +94,7 @@ class ServiceHealth:
     broker: str | None
     broker_error: str | None
     now: dt.datetime
-    events: dict[str, Any] | None = None  # the events listener (sync.events.status)
+    events: dict[str, Any] | None = None  # the events listener (sync.service.listener_status)
 
     @property
     def check_failing(self) -> bool:
@@ -241,7 +243,6 @@ def _events(settings: Settings, engine: Engine, now: dt.datetime) -> dict[str, A
     """The events listener's state, and what it means for polling."""
     if not settings.events_enabled:
         return {"state": "off", "healthy": False, "detail": "BILLING_SYNC_EVENTS=off"}
-    from sync.events.status import listener_status
 
     doc = listener_status(engine, now)
     doc["safety_interval"] = settings.safety_interval
@@ -289,8 +290,6 @@ def render(doc: dict[str, Any]) -> list[str]:
         lines.append("workers: none alive (no heartbeat)")
     events = doc.get("events")
     if events:
-        from sync.events.status import render as render_events
-
         lines.extend(render_events(events))
         if events.get("healthy"):
             lines.append(

@@ -13,10 +13,11 @@ from sync.db.models import Account, AuditEntry, ChangeSet, RecordError, SyncPass
 from sync.db.repo.metrics import read_counters
 from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
-from sync.monitoring import counters, metrics, outbox
-from sync.monitoring.flush import flush
+from sync.monitoring import metrics, outbox
 from sync.portal.monitoring import Monitor
+from sync.service.flush import flush
 from sync.settings import Settings
+from sync.telemetry import counters
 from tests.support.metrics import clear_buffer, label_values, parse, value
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
