@@ -62,7 +62,7 @@ from sync.db.engine import make_engine, upgrade  # noqa: E402
 from sync.db.shapes import MIRRORED_SHAPES  # noqa: E402
 from sync.mapping.loader import default_mappings_dir, load_mappings  # noqa: E402
 from sync.service.listener_status import listener_status  # noqa: E402
-from sync.service.status import collect  # noqa: E402
+from sync.service.status import StatusReader  # noqa: E402
 from sync.settings import Settings  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -516,8 +516,8 @@ def run_freshness(
             watcher.stop.set()
             watcher.join()
             settings = Settings.from_env(env)
-            names = load_mappings(default_mappings_dir(), MIRRORED_SHAPES).names
-            health = collect(settings, engine, names, now=dt.datetime.now(dt.UTC))
+            mappings = load_mappings(default_mappings_dir(), MIRRORED_SHAPES)
+            health = StatusReader(settings, engine, mappings).read(now=dt.datetime.now(dt.UTC))
             return FreshnessResult(
                 mode="events" if events else "polling",
                 interval=interval,
@@ -576,8 +576,8 @@ def run_budget(*, seconds: float, workdir: Path, idle_cost: float) -> BudgetResu
             time.sleep(seconds)
             snapshot = stats(url)
             settings = Settings.from_env(env)
-            names = load_mappings(default_mappings_dir(), MIRRORED_SHAPES).names
-            health = collect(settings, engine, names, now=dt.datetime.now(dt.UTC))
+            mappings = load_mappings(default_mappings_dir(), MIRRORED_SHAPES)
+            health = StatusReader(settings, engine, mappings).read(now=dt.datetime.now(dt.UTC))
             decision = health.decision
             return BudgetResult(
                 daily_limit=limit,

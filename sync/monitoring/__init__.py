@@ -1,7 +1,8 @@
-"""Monitoring's read side: Prometheus exposition, the ops dashboard's data, charts.
+"""Monitoring's read side: the Prometheus exposition and the ops dashboard's charts.
 
-State that lives in the database (watermarks, passes, record errors, the outbox, the
-budget guard) is read at scrape time (:mod:`sync.monitoring.snapshot`). Counters that
+Both render the one status read model, :class:`sync.service.status.Status`, read at
+scrape time from the database (watermarks, passes, record errors, the outbox, the budget
+guard) and the broker. Counters that
 processes produce (CRM calls and errors, portal requests) are tallied in memory by
 :mod:`sync.telemetry.counters` and added to the ``metric_counters`` table every few
 seconds by :mod:`sync.service.flush`, so any web process's ``/metrics`` answers for

@@ -108,7 +108,9 @@ def create_app(
         load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
     )
 
-    health = Health(engine)
+    # --- monitoring: /metrics always; the ops dashboard only with BILLING_SYNC_OPS_TOKEN.
+    monitor = monitor or Monitor(settings, engine, clock=clock)
+    health = Health(engine, monitor.status)
     entry = Entry(kit)
     products = ProductsTab(kit)
     orders = OrdersTab(kit, targets)
@@ -148,8 +150,6 @@ def create_app(
         route("/portal/invoices/{sfid}/pdf", invoices.invoice_pdf, ["GET"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    # --- monitoring: /metrics always; the ops dashboard only with BILLING_SYNC_OPS_TOKEN.
-    monitor = monitor or Monitor(settings, engine, clock=clock)
     routes.append(Route("/metrics", monitor.metrics, methods=["GET"]))
     if settings.ops_token:
         ops = OpsPages(settings.ops_token, monitor, templates)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import Engine, text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sync.clock import utc_now
 from sync.db.engine import schema_is_current
-from sync.service.listener_status import listener_status, summary
+from sync.service.listener_status import summary
+from sync.service.status import Status
 
 log = logging.getLogger("sync.portal")
 
@@ -18,8 +19,10 @@ log = logging.getLogger("sync.portal")
 class Health:
     """The probes of the web process; no session, no billing data."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, status: Callable[[], Status]) -> None:
+        """Probe ``engine``; ``status`` reads the status read model (the listener's part)."""
         self.engine = engine
+        self.status = status
 
     def healthz(self, request: Request) -> Response:
         """The process is alive."""
@@ -38,5 +41,9 @@ class Health:
             return JSONResponse({"status": "unavailable", "database": "schema outdated"}, 503)
         # The listener's state is detail, not readiness: without it the mirror is kept
         # fresh by polling at the configured interval.
-        events = summary(listener_status(self.engine, utc_now()))
+        try:
+            events = summary(self.status().events or {})
+        except Exception as exc:  # noqa: BLE001 - detail only: readiness was decided above
+            log.warning("readyz: status unreadable: %s", type(exc).__name__)
+            events = None
         return JSONResponse({"status": "ready", "database": "ok", "events": events})

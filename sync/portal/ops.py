@@ -119,7 +119,7 @@ class OpsPages:
             who = self._authorize(request)
         except OpsDenied:
             return _unauthorized()
-        snap = self.monitor.snapshot()
+        snap = self.monitor.status()
         now = snap.now
         with self.monitor.engine.connect() as conn:
             problems = monitoring_repo.problem_change_sets(conn)

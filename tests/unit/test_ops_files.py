@@ -42,7 +42,7 @@ def exposed(tmp_path_factory) -> set[str]:
     try:
         from sync.monitoring import metrics
 
-        types, _ = parse(metrics.render(monitor.snapshot).decode())
+        types, _ = parse(metrics.render(monitor.status).decode())
     finally:
         monitor.close()
         engine.dispose()
