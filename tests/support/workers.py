@@ -27,6 +27,7 @@ from simple_salesforce import Salesforce
 from sqlalchemy import Engine, text
 
 from sync.crm.session import make_session
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.transform import parse_sf_datetime
 
@@ -247,7 +248,7 @@ def _stamp(value: dt.datetime) -> str:
 
 def mapped_objects() -> dict[str, str]:
     """CRM object -> local table, for every default mapping."""
-    return {m.crm_object: m.table for m in load_mappings(default_mappings_dir())}
+    return {m.crm_object: m.table for m in load_mappings(default_mappings_dir(), MIRRORED_SHAPES)}
 
 
 def crm_snapshot(sf: Salesforce, objects: Iterable[str] | None = None) -> Snapshot:

@@ -2,8 +2,8 @@
 
 The pull's two modules are re-exported here:
 :mod:`sync.db.repo.rows`: the mirrored tables (bulk upserts, tombstones, Id streams).
-:mod:`sync.db.repo.state`: the pull's own tables (sync state, pass history, record
-errors).
+:mod:`sync.db.repo.state`: the pull's own tables (a mapping's one state row, pass
+history, record errors).
 
 The write side's are used as modules (``from sync.db.repo import outbox``):
 :mod:`sync.db.repo.changes` (staged changes, new change sets, the audit log),
@@ -31,9 +31,11 @@ from sync.db.repo.state import (
     MappingState,
     PassRow,
     RecordErrorRow,
+    StoredLoad,
     all_states,
     begin_pass,
     clear_record_errors,
+    close_mapping_pass,
     close_stale_passes,
     count_pass,
     finish_pass,
@@ -56,10 +58,12 @@ __all__ = [
     "MappingState",
     "PassRow",
     "RecordErrorRow",
+    "StoredLoad",
     "UpsertPlan",
     "all_states",
     "begin_pass",
     "clear_record_errors",
+    "close_mapping_pass",
     "close_stale_passes",
     "count_pass",
     "dialect_insert",
