@@ -26,8 +26,11 @@ from sync.sandbox.store import CHANGE_ORIGIN, MultipleMatches, Store
 from sync.sandbox.values import FieldValueError, row_converter, sqlite_value_from_json
 
 _VERSION = re.compile(r"^v(\d{2,3}\.\d)$")
-MIN_VERSION = 50.0
-LATEST_VERSION = "62.0"
+_VERSION_ANY = re.compile(r"^v(\d{1,3}\.\d)$")
+MIN_VERSION = 31.0
+"""Versions 30.0 and older were retired in Summer '25: they answer 410 GONE."""
+LATEST_VERSION = "68.0"
+"""Winter '27."""
 
 
 def parse_version(segment: str) -> str | None:
@@ -38,6 +41,22 @@ def parse_version(segment: str) -> str | None:
     if float(match.group(1)) > float(LATEST_VERSION):
         return None
     return match.group(1)
+
+
+def retired_version(segment: str) -> bool:
+    """True for ``v30.0`` and older: versions Salesforce has retired."""
+    match = _VERSION_ANY.match(segment)
+    return match is not None and float(match.group(1)) < MIN_VERSION
+
+
+def retired(segment: str) -> ApiError:
+    """The 410 GONE of a retired API version."""
+    return ApiError(
+        410,
+        "UNSUPPORTED_API_VERSION",
+        f"API version {segment.lstrip('v')} has been retired; use version "
+        f"{int(MIN_VERSION)}.0 or later",
+    )
 
 
 def versions() -> list[dict[str, str]]:
