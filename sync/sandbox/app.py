@@ -83,6 +83,11 @@ class Sandbox:
         )
         self.login_policy = self._login_policy()
         self.tokens = oauth.TokenEndpoint(self.credentials, self.sessions, self.login_policy)
+        self.api.permissions = lambda: {
+            "PermissionsViewAllData": self.login_policy.view_all_data,
+            "PermissionsApiEnabled": True,
+            "PermissionsModifyAllData": False,
+        }
         self.faults = Faults()
         self.bulk_faults = BulkFaults()
         self.bulk = BulkQueries(self.api, self.store, self.schema, self.bulk_faults)
@@ -102,9 +107,15 @@ class Sandbox:
     def reset_login_policy(self) -> None:
         """The login policy back to the configuration (the certificate stays)."""
         fresh = self._login_policy()
-        for name in ("soap_login", "allow_password_flow", "approval", "user_active"):
+        for name in (
+            "soap_login",
+            "allow_password_flow",
+            "approval",
+            "user_active",
+            "run_as_user",
+            "view_all_data",
+        ):
             setattr(self.login_policy, name, getattr(fresh, name))
-        self.login_policy.run_as_user = fresh.run_as_user
 
     def _cometd_settings(self) -> CometdSettings:
         return CometdSettings(

@@ -85,6 +85,7 @@ class LoginPolicy:
             ``not_admin_approved`` (admin-approved only, and this user is not).
         user_active: the integration user is active.
         run_as_user: the app has a run-as user for client credentials.
+        view_all_data: the integration user has View All Data.
     """
 
     my_domain: str
@@ -94,6 +95,7 @@ class LoginPolicy:
     approval: str = "pre_authorized"
     user_active: bool = True
     run_as_user: bool = True
+    view_all_data: bool = True
 
     def describe(self) -> dict[str, Any]:
         """The policy as JSON."""
@@ -105,6 +107,7 @@ class LoginPolicy:
             "approval": self.approval,
             "user_active": self.user_active,
             "run_as_user": self.run_as_user,
+            "view_all_data": self.view_all_data,
         }
 
     def configure(self, spec: dict[str, Any]) -> None:
@@ -114,7 +117,13 @@ class LoginPolicy:
             ValueError: a key or value the policy does not have.
         """
         for key, value in spec.items():
-            if key in ("soap_login", "allow_password_flow", "user_active", "run_as_user"):
+            if key in (
+                "soap_login",
+                "allow_password_flow",
+                "user_active",
+                "run_as_user",
+                "view_all_data",
+            ):
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be true or false")
                 setattr(self, key, value)
