@@ -594,7 +594,7 @@ class CrmClient(CrmTransport):
 
     def versions(self) -> list[str]:
         """``GET /services/data/``: the API versions the org offers, oldest first."""
-        answer = self._request("GET", "/services/data/")
+        answer = self._request("GET", "/services/data/", metered=False)
         offered = [str(v["version"]) for v in answer if isinstance(v, dict) and "version" in v]
         if not isinstance(answer, list) or not offered:
             raise MalformedResponseError(
@@ -644,4 +644,4 @@ class CrmClient(CrmTransport):
         auth = self._current_auth()
         if not auth.identity_url.startswith("https://"):
             raise CrmConfigurationError("the login answer named no identity URL")
-        return self._request("GET", auth.identity_url, shape=json_object)
+        return self._request("GET", auth.identity_url, shape=json_object, metered=False)

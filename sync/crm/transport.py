@@ -288,11 +288,14 @@ class CrmTransport:
         expect_body: bool = True,
         shape: Callable[[Any], Any] | None = None,
         raw: bool = False,
+        metered: bool = True,
     ) -> Any:
         """One attempt: send (logging in again once on an expired session), sort, decode.
 
         With ``raw``, a successful answer is returned as the response itself (a body
         that is not JSON, such as Bulk API CSV results); failures are sorted as always.
+        Without ``metered`` the call is not counted (the version list and the identity
+        URL are no API calls for the org).
         """
         auth = self._current_auth()
         response = self._send(auth, method, path, params=params, body=body, headers=headers)
@@ -302,7 +305,8 @@ class CrmTransport:
             auth = self._renew(auth)
             response = self._send(auth, method, path, params=params, body=body, headers=headers)
             error = self._error(response, method, path) if response.status_code >= 300 else None
-        self._count(error, path)
+        if metered:
+            self._count(error, path)
         if error is not None:
             raise error
         if raw:
@@ -391,6 +395,7 @@ class CrmTransport:
         shape: Callable[[Any], Any] | None = None,
         idempotent: bool | None = None,
         raw: bool = False,
+        metered: bool = True,
     ) -> Any:
         """Send one request under the retry policy and return its decoded answer.
 
@@ -410,4 +415,5 @@ class CrmTransport:
             expect_body=expect_body,
             shape=shape,
             raw=raw,
+            metered=metered,
         )

@@ -3,16 +3,27 @@
 The sandbox listens on a free port (``--port 0``) and prints its URL once it answers;
 :func:`running_sandbox` waits for that line, checks the sandbox responds, and always
 stops the process it started, by its PID.
+
+Clients log in as production does, with the JWT bearer flow: a throwaway key pair is
+made once per test run (:func:`jwt_keys`), every sandbox started here registers its
+certificate (``--jwt-cert``), and :func:`jwt_env` / :func:`jwt_settings` configure
+billing-sync with the key. :func:`simple_salesforce` logs in through simple-salesforce's
+own JWT code path; :func:`simple_salesforce_cc` through its client-credentials path
+(for sandboxes served in-process without a certificate).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from simple_salesforce import Salesforce
+
+from sync.commands.keys import KeyPair, generate_key_pair
+from sync.crm.auth import SANDBOX_CONSUMER_KEY, SANDBOX_CONSUMER_SECRET, SANDBOX_USERNAME
+from sync.crm.session import make_session
+from sync.settings import Settings
+
+MY_DOMAIN = "sandbox.my.salesforce.com"
 
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
@@ -51,6 +70,64 @@ class SandboxProcess:
         return self.process.returncode
 
 
+@functools.cache
+def jwt_keys() -> KeyPair:
+    """The run's throwaway RSA key and certificate (removed when the run ends)."""
+    directory = tempfile.mkdtemp(prefix="billing-sync-jwt-")
+    atexit.register(shutil.rmtree, directory, True)
+    return generate_key_pair(Path(directory))
+
+
+def jwt_env() -> dict[str, str]:
+    """The ``SALESFORCE_*`` variables of a JWT bearer login to a sandbox started here."""
+    return {
+        "SALESFORCE_AUTH": "jwt",
+        "SALESFORCE_CONSUMER_KEY": SANDBOX_CONSUMER_KEY,
+        "SALESFORCE_USERNAME": SANDBOX_USERNAME,
+        "SALESFORCE_PRIVATE_KEY_FILE": str(jwt_keys().key_file),
+        "SALESFORCE_DOMAIN": "login",
+        "SALESFORCE_MY_DOMAIN": MY_DOMAIN,
+    }
+
+
+def jwt_settings(url: str, **settings: Any) -> Settings:
+    """Settings logging in to the sandbox at ``url`` with the JWT bearer flow."""
+    return Settings(
+        salesforce_auth="jwt",
+        salesforce_consumer_key=SANDBOX_CONSUMER_KEY,
+        salesforce_username=SANDBOX_USERNAME,
+        salesforce_private_key_file=str(jwt_keys().key_file),
+        salesforce_domain="login",
+        salesforce_my_domain=MY_DOMAIN,
+        salesforce_instance_url=url,
+        **settings,
+    )
+
+
+def simple_salesforce(url: str, version: str = "59.0") -> Salesforce:
+    """simple-salesforce logged in to the sandbox at ``url`` by its own JWT code path."""
+    return Salesforce(
+        username=SANDBOX_USERNAME,
+        consumer_key=SANDBOX_CONSUMER_KEY,
+        privatekey_file=str(jwt_keys().key_file),
+        domain="login",
+        instance_url=MY_DOMAIN.removesuffix(".salesforce.com"),
+        session=make_session(url),
+        version=version,
+    )
+
+
+def simple_salesforce_cc(url: str, version: str = "59.0") -> Salesforce:
+    """simple-salesforce logged in by its client-credentials code path (no certificate)."""
+    return Salesforce(
+        consumer_key=SANDBOX_CONSUMER_KEY,
+        consumer_secret=SANDBOX_CONSUMER_SECRET,
+        domain=MY_DOMAIN.removesuffix(".salesforce.com"),
+        session=make_session(url),
+        version=version,
+    )
+
+
 def _command() -> list[str]:
     script = Path(sys.executable).with_name("billing-sync")
     if script.exists():
@@ -61,10 +138,14 @@ def _command() -> list[str]:
 def start_sandbox(*args: str, timeout: float = 60.0) -> SandboxProcess:
     """Start ``billing-sync sandbox --port 0 ARGS`` and wait until it answers.
 
+    The run's JWT certificate is registered unless ARGS name one.
+
     Raises:
         RuntimeError: the sandbox exited or did not answer within ``timeout`` seconds
             (the message holds its output).
     """
+    if "--jwt-cert" not in args:
+        args = (*args, "--jwt-cert", str(jwt_keys().cert_file))
     process = subprocess.Popen(
         [*_command(), "sandbox", "--host", "127.0.0.1", "--port", "0", *args],
         stdout=subprocess.PIPE,
