@@ -277,7 +277,11 @@ def test_given_retired_api_version_when_calling_then_410(sf, crm_sandbox):
     assert response.status_code == 410
     assert {"version": "59.0", "label": "v59.0", "url": "/services/data/v59.0"} in listing.json()
     assert {"version": "68.0", "label": "v68.0", "url": "/services/data/v68.0"} in listing.json()
-    assert {"version": "30.0", "label": "v30.0", "url": "/services/data/v30.0"} not in listing.json()
+    assert {
+        "version": "30.0",
+        "label": "v30.0",
+        "url": "/services/data/v30.0",
+    } not in listing.json()
 
 
 def test_given_short_retention_when_deleted_record_ages_then_purged_from_query_all():
