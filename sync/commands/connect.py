@@ -262,8 +262,7 @@ def run_checks(crm: CrmClient, mappings: MappingSet) -> list[Check]:
         if name == "API version" and not checks[-1].ok:
             # Every later request names the version: they would only fail the same way.
             checks.extend(
-                Check(n, False, "not checked: the API version is not offered")
-                for n, _ in steps[1:]
+                Check(n, False, "not checked: the API version is not offered") for n, _ in steps[1:]
             )
             break
     return checks
