@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.transform import parse_sf_datetime
-from tests.support.sandbox import jwt_env, simple_salesforce
+from tests.support.sandbox import jwt_env, simple_salesforce_cc
 
 BIN = Path(sys.executable).parent
 
@@ -228,7 +228,7 @@ def service_env(
 
 
 def salesforce(url: str) -> Salesforce:
-    return simple_salesforce(url)
+    return simple_salesforce_cc(url)
 
 
 Snapshot = dict[str, set[tuple[str, str, bool]]]
