@@ -91,17 +91,21 @@ def jwt_env() -> dict[str, str]:
 
 
 def jwt_settings(url: str, **settings: Any) -> Settings:
-    """Settings logging in to the sandbox at ``url`` with the JWT bearer flow."""
-    return Settings(
-        salesforce_auth="jwt",
-        salesforce_consumer_key=SANDBOX_CONSUMER_KEY,
-        salesforce_username=SANDBOX_USERNAME,
-        salesforce_private_key_file=str(jwt_keys().key_file),
-        salesforce_domain="login",
-        salesforce_my_domain=MY_DOMAIN,
-        salesforce_instance_url=url,
-        **settings,
-    )
+    """Settings logging in to the sandbox at ``url`` with the JWT bearer flow.
+
+    ``settings`` override any field, the login's included.
+    """
+    fields: dict[str, Any] = {
+        "salesforce_auth": "jwt",
+        "salesforce_consumer_key": SANDBOX_CONSUMER_KEY,
+        "salesforce_username": SANDBOX_USERNAME,
+        "salesforce_private_key_file": str(jwt_keys().key_file),
+        "salesforce_domain": "login",
+        "salesforce_my_domain": MY_DOMAIN,
+        "salesforce_instance_url": url,
+    }
+    fields.update(settings)
+    return Settings(**fields)
 
 
 def simple_salesforce(url: str, version: str = "59.0") -> Salesforce:
