@@ -4,8 +4,8 @@ operator's words, one token per deployment, the API version check and `connect c
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 import threading
 import time
 from pathlib import Path
