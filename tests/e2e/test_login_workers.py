@@ -35,9 +35,7 @@ def passes_since(engine: Engine, moment: dt.datetime) -> int:
     with engine.connect() as conn:
         return int(
             conn.execute(
-                text(
-                    "SELECT COUNT(*) FROM sync_passes WHERE outcome = 'ok' AND started_at > :m"
-                ),
+                text("SELECT COUNT(*) FROM sync_passes WHERE outcome = 'ok' AND started_at > :m"),
                 {"m": moment},
             ).scalar()
             or 0
