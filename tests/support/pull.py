@@ -21,9 +21,9 @@ from tests.support.sandbox import jwt_settings
 FAST_RETRY = RetryPolicy(max_attempts=12, max_seconds=60, initial_wait=0.01, max_wait=0.05)
 
 
-def crm_client(url: str, *, retry: RetryPolicy = FAST_RETRY) -> CrmClient:
+def crm_client(url: str, *, retry: RetryPolicy = FAST_RETRY, **settings: Any) -> CrmClient:
     """A CRM client logged into the sandbox at ``url`` (JWT bearer), fast retry policy."""
-    return CrmClient.from_settings(jwt_settings(url), retry=retry)
+    return CrmClient.from_settings(jwt_settings(url, **settings), retry=retry)
 
 
 def make_context(url: str, database_url: str, **settings: Any) -> SyncContext:
