@@ -40,9 +40,9 @@ from sync.db.engine import make_engine, upgrade  # noqa: E402
 from sync.db.models import MIRRORED_MODELS, ChangeSet, RecordError, SyncPass  # noqa: E402
 from sync.db.repo.metrics import add_counters  # noqa: E402
 from sync.mapping.loader import default_mappings_dir, load_mappings  # noqa: E402
-from sync.monitoring import counters  # noqa: E402
 from sync.portal.server import PortalServer  # noqa: E402
 from sync.settings import Settings  # noqa: E402
+from sync.telemetry import counters  # noqa: E402
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

@@ -14,9 +14,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from sync.service.queue import TaskQueueFactory
 from sync.settings import Settings, SettingsError
+from sync.telemetry import logs
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+Handler = Callable[..., int]
+"""``(args, settings)``; the commands in :data:`_QUEUEING` also take ``task_queue=``."""
 
 _HANDLERS: dict[str, str] = {
     "sandbox": "sync.sandbox.cli:main",
@@ -183,8 +186,19 @@ def _load(target: str) -> Handler:
     return handler
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``billing-sync``; returns the process exit code."""
+# Commands that hand work to the broker when one is configured: they receive the task
+# queue factory that the entry point binds (workers/cli.py binds Celery).
+_QUEUEING = frozenset({"run", "listen"})
+
+
+def main(argv: Sequence[str] | None = None, *, task_queue: TaskQueueFactory | None = None) -> int:
+    """Run ``billing-sync``; returns the process exit code.
+
+    Args:
+        argv: the arguments (default: the process's).
+        task_queue: builds the broker's task queue for ``run`` and ``listen`` when
+            ``BILLING_SYNC_BROKER_URL`` is set; without it those commands refuse a broker.
+    """
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
     try:
@@ -192,11 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"billing-sync: {exc}", file=sys.stderr)
         return 2
-    from sync.monitoring import logs
-
     logs.configure(level, settings.log_format)
+    handler = _load(_HANDLERS[args.command])
     try:
-        return _load(_HANDLERS[args.command])(args, settings)
+        if args.command in _QUEUEING:
+            return handler(args, settings, task_queue=task_queue)
+        return handler(args, settings)
     except KeyboardInterrupt:
         return 130
     finally:
@@ -210,9 +225,10 @@ _FLUSHED_COMMANDS = frozenset({"sync", "push"})
 
 
 def _flush_metrics(settings: Settings) -> None:
+    # The database and the flusher only for the commands that flush.
     from sync.db.engine import make_engine
-    from sync.monitoring.counters import BUFFER
-    from sync.monitoring.flush import flush
+    from sync.service.flush import flush
+    from sync.telemetry.counters import BUFFER
 
     if not BUFFER.pending():
         return

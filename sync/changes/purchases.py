@@ -223,7 +223,7 @@ def stage_purchase(
     existing = list_staged(conn, contact_sfid, account_sfid)
     before = next((s for s in existing if s.kind is kind and s.target == product_sfid), None)
     if before is None:
-        _check_room(existing, 1)
+        _check_room(conn, existing, account_sfid, [Staged(0, kind, product_sfid, {}, "")])
     else:
         quantity += int(before.payload["quantity"])
         if quantity > maximum:

@@ -21,6 +21,7 @@ from sync.changes.plan import (
     PlanError,
     Staged,
     project_methods,
+    write_shape,
 )
 from sync.changes.rules import (
     CardWords,
@@ -48,10 +49,6 @@ SETS: Table = ChangeSet.__table__  # type: ignore[assignment]
 ITEMS: Table = ChangeItem.__table__  # type: ignore[assignment]
 _audit: Table = AuditEntry.__table__  # type: ignore[assignment]
 _pm: Table = PaymentMethod.__table__  # type: ignore[assignment]
-
-#: A change set is sent as one /composite request of at most 25 subrequests: one for
-#: the authorization record, the rest for records. Staging stops before that is reached.
-MAX_STAGED = 12
 
 
 class StagingError(ValueError):
@@ -196,10 +193,19 @@ def insert_staged(
     )
 
 
-def _check_room(existing: Sequence[StagedView], adding: int) -> None:
-    if len(existing) + adding > MAX_STAGED:
+def _check_room(
+    conn: Connection, existing: Sequence[StagedView], account_sfid: str, extra: Sequence[Staged]
+) -> None:
+    """Refuse a change when the set it joins could not be sent as one CRM request."""
+    staged = [s.as_staged() for s in existing] + list(extra)
+    try:
+        shape = write_shape(mirrored_methods(conn, account_sfid), staged)
+    except PlanError:
+        return  # the plan check that follows names the broken rule
+    problem = shape.problem()
+    if problem is not None:
         raise StagingError(
-            f"At most {MAX_STAGED} changes can be accepted together: accept or discard "
+            f"These changes cannot be accepted together: {problem}. Accept or discard "
             "the pending changes first."
         )
 
@@ -235,7 +241,12 @@ def stage_account_fields(
         if s.kind is ChangeKind.ACCOUNT_FIELD
     }
     new_fields = [e for e in edits if e.column not in existing and not same_value(e.saw, e.new)]
-    _check_room(list_staged(conn, contact_sfid, account_sfid), len(new_fields))
+    _check_room(
+        conn,
+        list_staged(conn, contact_sfid, account_sfid),
+        account_sfid,
+        [Staged(0, ChangeKind.ACCOUNT_FIELD, e.column, {}, "") for e in new_fields],
+    )
     changed = 0
     for edit in edits:
         before = existing.get(edit.column)
@@ -289,7 +300,6 @@ def stage_card(
     Raises:
         StagingError: too many pending changes.
     """
-    _check_room(list_staged(conn, contact_sfid, account_sfid), 1)
     payload = {
         "token": card.token,
         "brand": card.brand,
@@ -301,7 +311,9 @@ def stage_card(
     }
     words = CardWords(card.brand, card.last_four, card.exp_month, card.exp_year)
     description = add_card_words(words, is_default=is_default, is_one_time=is_one_time)
-    _check_plan(conn, contact_sfid, account_sfid, Staged(0, ChangeKind.ADD_CARD, None, payload, ""))
+    adding = Staged(0, ChangeKind.ADD_CARD, None, payload, "")
+    _check_room(conn, list_staged(conn, contact_sfid, account_sfid), account_sfid, [adding])
+    _check_plan(conn, contact_sfid, account_sfid, adding)
     insert_staged(
         conn, contact_sfid, account_sfid, ChangeKind.ADD_CARD, None, payload, description, now
     )
@@ -328,8 +340,9 @@ def stage_method_change(
     existing = list_staged(conn, contact_sfid, account_sfid)
     if any(s.kind is kind and s.target == method_sfid for s in existing):
         return
-    _check_room(existing, 1)
-    _check_plan(conn, contact_sfid, account_sfid, Staged(0, kind, method_sfid, {}, ""))
+    adding = Staged(0, kind, method_sfid, {}, "")
+    _check_room(conn, existing, account_sfid, [adding])
+    _check_plan(conn, contact_sfid, account_sfid, adding)
     words = make_default_words if kind is ChangeKind.MAKE_DEFAULT else remove_words
     insert_staged(conn, contact_sfid, account_sfid, kind, method_sfid, {}, words(method.words), now)
 

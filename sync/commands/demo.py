@@ -1,6 +1,7 @@
 """`billing-sync demo`: the sandbox CRM with seeded data, and the whole service beside it.
 
-It starts the sandbox in this process with generated accounts, mirrors it into the
+It starts the sandbox CRM (``billing-sync sandbox``, a child process stopped with the
+demo) with generated accounts, mirrors it into the
 billing database (``BILLING_SYNC_DATABASE_URL``, by default the SQLite file
 ``billing-sync.db``), then runs what ``billing-sync run`` runs without a broker: the
 portal on ``--host``/``--port`` and the periodic change check and pulls on threads. It
@@ -27,6 +28,8 @@ from typing import Any
 from sqlalchemy import Engine, exists, func, select
 
 from sync.commands.keys import KeyPair, generate_key_pair
+from sync.commands.launcher import SandboxProcess, SandboxStartError
+from sync.commands.launcher import start_sandbox as launch_sandbox
 from sync.commands.pull import EXIT_CONFIG, EXIT_FAILED, summary_line
 from sync.commands.run import run_service
 from sync.context import SyncContext
@@ -36,7 +39,6 @@ from sync.crm.errors import CrmError
 from sync.db.models import Account, AccountContactRole, Contact
 from sync.mapping.spec import MappingError
 from sync.pull import PassResult, pull_all
-from sync.sandbox.server import SandboxConfig, SandboxServer
 from sync.settings import DEFAULT_PUBLIC_URL, Settings, SettingsError, demo_secret
 
 DEMO_ACCOUNTS = 50
@@ -55,25 +57,28 @@ def _say(text: str = "") -> None:
 
 def start_sandbox(
     accounts: int = DEMO_ACCOUNTS, seed: int = DEMO_SEED, *, jwt_cert: str | None = None
-) -> SandboxServer:
+) -> SandboxProcess:
     """The sandbox CRM, seeded with ``accounts`` accounts, serving on a free local port.
 
     Args:
         accounts: accounts to generate.
         seed: seed of the generated data.
         jwt_cert: certificate to register for the JWT bearer flow.
+
+    Raises:
+        SandboxStartError: it did not start (the message holds its output).
     """
-    server = SandboxServer(
-        SandboxConfig(
-            port=0,
-            seed=accounts,
-            seed_random=seed,
-            daily_limit=DEMO_DAILY_LIMIT,
-            jwt_cert=jwt_cert,
-        )
+    extra = ("--jwt-cert", jwt_cert) if jwt_cert else ()
+    return launch_sandbox(
+        "--seed",
+        str(accounts),
+        "--seed-random",
+        str(seed),
+        "--daily-limit",
+        str(DEMO_DAILY_LIMIT),
+        *extra,
+        timeout=300.0,
     )
-    server.start()
-    return server
 
 
 def demo_settings(settings: Settings, sandbox_url: str, keys: KeyPair) -> Settings:
@@ -186,7 +191,11 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     key_dir = Path(tempfile.mkdtemp(prefix="billing-sync-demo-"))
     try:
         keys = generate_key_pair(key_dir, days=1)
-        server = start_sandbox(jwt_cert=str(keys.cert_file))
+        try:
+            server = start_sandbox(jwt_cert=str(keys.cert_file))
+        except SandboxStartError as exc:
+            sys.stderr.write(f"billing-sync: {exc}\n")
+            return EXIT_FAILED
         try:
             return _demo(args, settings, server, keys)
         finally:
@@ -196,10 +205,9 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(
-    args: argparse.Namespace, settings: Settings, server: SandboxServer, keys: KeyPair
+    args: argparse.Namespace, settings: Settings, server: SandboxProcess, keys: KeyPair
 ) -> int:
     """The demo on a started sandbox; returns the exit code."""
-    assert server.url is not None
     demo = demo_settings(settings, server.url, keys)
     try:
         ctx = demo_context(demo)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from email.utils import format_datetime as http_date
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -29,13 +28,10 @@ from sync.crm.answers import (
     MIN_BATCH_SIZE,
     QueryPage,
     RecordResult,
-    check_composite,
-    composite_items,
     json_object,
     query_page,
     record_results,
     subresponse_error,
-    subresponse_transient,
     typed_records,
 )
 from sync.crm.auth import (
@@ -49,12 +45,14 @@ from sync.crm.auth import (
     password_flow_warning,
     read_private_key,
 )
+from sync.crm.composite import CompositeApi
 from sync.crm.errors import CrmConfigurationError, MalformedResponseError, snippet
+from sync.crm.graph import unmodified_since
 from sync.crm.retry import RetryPolicy
 from sync.crm.session import make_session
 from sync.crm.soql import identifier
 from sync.crm.tokens import RedisTokens, TokenStore
-from sync.crm.transport import IDEMPOTENT_METHODS, CrmTransport, PartialFailure
+from sync.crm.transport import PartialFailure
 from sync.crm.usage import ApiUsage
 from sync.settings import Settings
 
@@ -71,6 +69,7 @@ __all__ = [
     "QueryPage",
     "RecordResult",
     "subresponse_error",
+    "unmodified_since",
 ]
 
 logger = logging.getLogger("sync.crm")
@@ -85,19 +84,6 @@ _NO_LOGIN = (
 )
 
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
-
-
-def unmodified_since(when: datetime) -> dict[str, str]:
-    """The ``If-Unmodified-Since`` header of a conditional update (an HTTP date).
-
-    Raises:
-        ValueError: ``when`` is naive.
-    """
-    if when.tzinfo is None:
-        raise ValueError("if_unmodified_since must be timezone-aware")
-    # HTTP dates have whole seconds; truncating can only report a conflict for a change
-    # in the same second, never miss one.
-    return {"If-Unmodified-Since": http_date(when.astimezone(UTC), usegmt=True)}
 
 
 def _check_id(record_id: str) -> str:
@@ -191,7 +177,7 @@ def _require(flow: str, *pairs: tuple[str, str | None]) -> None:
         raise CrmConfigurationError(f"{flow} needs {' and '.join(missing)}, which {verb} not set")
 
 
-class CrmClient(CrmTransport):
+class CrmClient(CompositeApi):
     """Typed, retried, metered access to one Salesforce org's REST API.
 
     See :class:`~sync.crm.transport.CrmTransport` for construction, login, metering
@@ -294,53 +280,6 @@ class CrmClient(CrmTransport):
         path = self.data_url("queryAll/" if include_deleted else "query/")
         page: QueryPage = self._request("GET", path, params={"q": soql}, shape=query_page)
         return page.total_size
-
-    # -------------------------------------------------------------- composite
-
-    def composite(
-        self, subrequests: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
-    ) -> list[dict[str, Any]]:
-        """Run up to 25 subrequests (at most 5 of them queries) as one API call.
-
-        Args:
-            subrequests: ``{"method", "url", "referenceId", "body"?}`` each; ``url`` as
-                :meth:`data_url` builds it.
-            all_or_none: roll every subrequest back when one fails.
-
-        Returns:
-            The ``compositeResponse`` items in request order (``body``,
-            ``httpHeaders``, ``httpStatusCode``, ``referenceId``); failed subrequests
-            are returned, not raised (see :func:`subresponse_error`).
-
-        The whole call is sent again when a subrequest failed transiently
-        (UNABLE_TO_LOCK_ROW, 503) and that is safe: every subrequest is idempotent, or
-        all_or_none rolled everything back.
-
-        Raises:
-            ValueError: more than 25 subrequests, more than 5 queries, or a malformed one.
-            CrmError: the call as a whole failed.
-        """
-        check_composite(subrequests)
-        idempotent = all(str(s["method"]).upper() in IDEMPOTENT_METHODS for s in subrequests)
-        path = self.data_url("composite")
-        body = {"allOrNone": all_or_none, "compositeRequest": list(subrequests)}
-        resend_safe = idempotent or all_or_none
-
-        def shape(data: Any) -> list[dict[str, Any]]:
-            items = composite_items(data, len(subrequests))
-            if resend_safe and any(subresponse_transient(i) for i in items):
-                raise PartialFailure(
-                    "a subrequest failed transiently", items, method="POST", endpoint=path
-                )
-            return items
-
-        try:
-            result: list[dict[str, Any]] = self._request(
-                "POST", path, body=body, shape=shape, idempotent=idempotent
-            )
-        except PartialFailure as exc:
-            result = exc.result
-        return result
 
     # ---------------------------------------------------------- single records
 

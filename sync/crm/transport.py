@@ -46,8 +46,8 @@ from sync.crm.session import DEFAULT_TIMEOUT, CrmSession, make_session
 from sync.crm.soql import identifier
 from sync.crm.tokens import LocalTokens, TokenStore
 from sync.crm.usage import LIMIT_INFO_HEADER, ApiUsage, endpoint_name, parse_limit_info
-from sync.monitoring import counters
 from sync.settings import DEFAULT_API_VERSION
+from sync.telemetry import counters
 
 logger = logging.getLogger("sync.crm")
 

@@ -407,7 +407,7 @@ class AuditEntry(Base):
 class MetricCounter(Base):
     """One series of a counter (or a histogram part) summed over every process.
 
-    ``labels`` is the canonical ``k=v`` string of :func:`sync.monitoring.counters.label_string`.
+    ``labels`` is the canonical ``k=v`` string of :func:`sync.telemetry.counters.label_string`.
     Processes add their increments every few seconds; ``/metrics`` reads them all.
     """
 

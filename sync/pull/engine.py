@@ -41,7 +41,6 @@ from sync.crm.soql import and_, id_in, modstamp_window, select
 from sync.db import repo
 from sync.mapping.spec import Mapping
 from sync.mapping.transform import RowBuilder, parse_sf_datetime, record_id, row_builder
-from sync.monitoring import logs
 from sync.pull.idle import (
     RETRY_BASE,
     RETRY_CAP,
@@ -51,6 +50,7 @@ from sync.pull.idle import (
 from sync.pull.pages import Prefetcher
 from sync.pull.result import Outcome, PassResult, Progress
 from sync.pull.window import Window, advance_watermark, plan_window, retry_due
+from sync.telemetry import logs
 
 logger = logging.getLogger("sync.pull")
 

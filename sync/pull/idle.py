@@ -16,13 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from urllib.parse import quote
 
 from simple_salesforce import format_soql
 
 from sync.bulk.choice import count_soql, threshold
-from sync.context import SyncContext, subresponse_text
-from sync.crm.client import MAX_COMPOSITE_QUERIES
+from sync.context import SyncContext
 from sync.crm.soql import and_, select, soql_datetime
 from sync.db import repo, service_state
 from sync.mapping.spec import Mapping
@@ -128,47 +126,34 @@ def changed_mappings(
     # Counts go first in the calls, so they share a call with the asks when they fit.
     work: list[tuple[Mapping, dt.datetime | None, bool]] = [(m, None, True) for m in to_count]
     work += [(m, w, False) for m, w in to_ask]
-    for start in range(0, len(work), MAX_COMPOSITE_QUERIES):
-        chunk = work[start : start + MAX_COMPOSITE_QUERIES]
-        subrequests = [
-            {
-                "method": "GET",
-                "url": ctx.crm.data_url(
-                    "queryAll?q="
-                    + quote(
-                        count_soql(mapping) if count else newest_change_soql(mapping, watermark),
-                        safe="",
-                    )
-                ),
-                "referenceId": f"c{i}",
-            }
-            for i, (mapping, watermark, count) in enumerate(chunk)
-        ]
-        answers = ctx.crm.composite(subrequests)
-        for (mapping, watermark, count), item in zip(chunk, answers, strict=True):
-            if count:
-                body = item.get("body")
-                total = body.get("totalSize") if isinstance(body, dict) else None
-                if item.get("httpStatusCode") == 200 and isinstance(total, int):
-                    ctx.window_counts[mapping.name] = total
-                continue
-            if item.get("httpStatusCode") != 200 or not isinstance(item.get("body"), dict):
-                # The pass will meet the same error and record it where status shows it.
-                logger.warning("idle check of %s failed: %s", mapping.name, subresponse_text(item))
+    soqls = [
+        count_soql(mapping) if count else newest_change_soql(mapping, watermark)
+        for mapping, watermark, count in work
+    ]
+    # query_many sends five queries per /composite call, in this order.
+    answers = ctx.crm.query_many(soqls, include_deleted=True)
+    for (mapping, watermark, count), answer in zip(work, answers, strict=True):
+        if count:
+            if answer.page is not None:
+                ctx.window_counts[mapping.name] = answer.page.total_size
+            continue
+        if answer.page is None:
+            # The pass will meet the same error and record it where status shows it.
+            logger.warning("idle check of %s failed: %s", mapping.name, answer.text)
+            changed.add(mapping.name)
+            continue
+        records = answer.page.records
+        newest: dt.datetime | None = None
+        if records:
+            try:
+                newest = parse_sf_datetime(str(records[0].get("SystemModstamp")))
+            except ValueError:
                 changed.add(mapping.name)
                 continue
-            records = item["body"].get("records") or []
-            newest: dt.datetime | None = None
-            if records:
-                try:
-                    newest = parse_sf_datetime(str(records[0].get("SystemModstamp")))
-                except ValueError:
-                    changed.add(mapping.name)
-                    continue
-            if is_newer(newest, watermark):
-                changed.add(mapping.name)
-                assert newest is not None
-                ctx.crm_time_hints[mapping.name] = newest
+        if is_newer(newest, watermark):
+            changed.add(mapping.name)
+            assert newest is not None
+            ctx.crm_time_hints[mapping.name] = newest
     return [name for name in wanted if name in changed]
 
 
@@ -182,18 +167,7 @@ def count_full_windows(ctx: SyncContext, names: Sequence[str]) -> None:
         CrmError: a /composite call failed as a whole.
     """
     mappings = [m for m in map(ctx.mapping, names) if threshold(m, ctx.settings) > 0]
-    for start in range(0, len(mappings), MAX_COMPOSITE_QUERIES):
-        chunk = mappings[start : start + MAX_COMPOSITE_QUERIES]
-        subrequests = [
-            {
-                "method": "GET",
-                "url": ctx.crm.data_url("queryAll?q=" + quote(count_soql(mapping), safe="")),
-                "referenceId": f"n{i}",
-            }
-            for i, mapping in enumerate(chunk)
-        ]
-        for mapping, item in zip(chunk, ctx.crm.composite(subrequests), strict=True):
-            body = item.get("body")
-            total = body.get("totalSize") if isinstance(body, dict) else None
-            if item.get("httpStatusCode") == 200 and isinstance(total, int):
-                ctx.window_counts[mapping.name] = total
+    answers = ctx.crm.query_many([count_soql(m) for m in mappings], include_deleted=True)
+    for mapping, answer in zip(mappings, answers, strict=True):
+        if answer.page is not None:
+            ctx.window_counts[mapping.name] = answer.page.total_size

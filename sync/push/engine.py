@@ -1,16 +1,17 @@
-"""One push pass: claim due change sets and send each as ONE allOrNone /composite call.
+"""One push pass: claim due change sets and send each as ONE atomic Composite Graph.
 
 For each set, in acceptance order per account:
 
-1. read the current CRM values of the fields it updates (one /composite of GETs, one API
-   call; skipped when the set only creates records);
+1. read the current CRM values of the fields it updates (one /composite of GETs per 25
+   records, one API call each; skipped when the set only creates records);
 2. decide per field (:func:`sync.changes.rules.decide`): the CRM still holds what the
    admin saw -> send; it holds the new value -> nothing to do; anything else -> the set is
    a conflict and nothing is sent;
 3. send the Billing_Authorization__c upsert, the updates (each with ``If-Unmodified-Since``
-   the LastModifiedDate just read) and the creates (upserts by Billing_Sync_Key__c) in one
-   ``/composite`` request with ``allOrNone``: the CRM applies all of it or nothing. A 412
-   means someone wrote the record between 1 and 3: read again.
+   the LastModifiedDate just read) and the creates (upserts by Billing_Sync_Key__c) as
+   one graph of ``/composite/graph`` (:class:`~sync.crm.graph.AtomicWrite`): the CRM
+   applies all of it or nothing. A 412 means someone wrote the record between 1 and 3:
+   read again.
 
 Every write is an upsert on a key derived from the set, or a conditional update whose
 second sending finds "nothing to do": a set resent after a timeout, a crash or a
@@ -32,13 +33,13 @@ from sync.changes.pricing import money_text
 from sync.changes.rules import ChangeState, Decision, decide, external_key, same_value, shown
 from sync.changes.staging import drop_revoked
 from sync.context import SyncContext
-from sync.crm.answers import subresponse_error
-from sync.crm.client import unmodified_since
+from sync.crm.composite import RecordRead
 from sync.crm.errors import (
     CrmError,
     CrmRequestError,
     RequestLimitExceededError,
 )
+from sync.crm.graph import AtomicWrite
 from sync.db import service_state
 from sync.mapping.transform import parse_sf_datetime
 
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 LIMIT_PAUSE = 300.0
 #: Reads again after a 412 (someone wrote between our read and our write).
 MAX_REREADS = 3
-MAX_SUBREQUESTS = 25
 RETRY_BASE = 1.0
 RETRY_MAX = 300.0
 
@@ -240,41 +240,26 @@ def _lower_keys(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_current(ctx: SyncContext, view: outbox.SetView) -> dict[tuple[str, str], _Current]:
-    """The CRM's current values of every record the set updates (one API call)."""
+    """The CRM's current values of every record the set updates (one API call per 25)."""
     wanted: dict[tuple[str, str], set[str]] = {}
     for item in view.items:
         if item.operation in ("update", "check") and item.record_sfid and item.field:
             wanted.setdefault((item.sobject, item.record_sfid), set()).add(item.field)
+    reads = [
+        RecordRead(sobject, record_id, (*sorted(fields), "LastModifiedDate"))
+        for (sobject, record_id), fields in wanted.items()
+    ]
     out: dict[tuple[str, str], _Current] = {}
-    keys = list(wanted)
-    crm = ctx.crm
-    for start in range(0, len(keys), MAX_SUBREQUESTS):
-        chunk = keys[start : start + MAX_SUBREQUESTS]
-        subs = []
-        for n, (sobject, record_id) in enumerate(chunk):
-            fields = ",".join([*sorted(wanted[sobject, record_id]), "LastModifiedDate"])
-            subs.append(
-                {
-                    "method": "GET",
-                    "url": crm.sobject_url(sobject, record_id) + f"?fields={fields}",
-                    "referenceId": f"r{n}",
-                }
-            )
-        answers = crm.composite(subs)
-        for key, answer in zip(chunk, answers, strict=True):
-            status = answer.get("httpStatusCode")
-            if status == 404:
-                out[key] = _Current({}, None, exists=False)
-                continue
-            error = subresponse_error(answer, method="GET", endpoint=f"{key[0]}/{key[1]}")
-            if error is not None:
-                raise error
-            body = answer.get("body")
-            record = _lower_keys(body if isinstance(body, dict) else {})
-            stamp = record.get("lastmodifieddate")
-            out[key] = _Current(
-                record, parse_sf_datetime(stamp) if isinstance(stamp, str) else None
-            )
+    for answer in ctx.crm.get_many(reads):
+        key = (answer.request.sobject, answer.request.record_id)
+        if not answer.found:
+            out[key] = _Current({}, None, exists=False)
+            continue
+        if answer.error is not None:
+            raise answer.error
+        record = _lower_keys(answer.record or {})
+        stamp = record.get("lastmodifieddate")
+        out[key] = _Current(record, parse_sf_datetime(stamp) if isinstance(stamp, str) else None)
     return out
 
 
@@ -358,7 +343,6 @@ def _attempt(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _
             "Changed in the CRM since you saw it: " + "; ".join(conflicts),
             items=outcomes,
         )
-    crm = ctx.crm
     auth = targets.authorizations
     key_field = targets.crm_field(auth, "sync_key")
     set_key = external_key(view.key)
@@ -371,66 +355,53 @@ def _attempt(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _
         summary=view.summary,
         key=set_key,
     )
-    subs: list[dict[str, Any]] = [
-        {
-            "method": "PATCH",
-            "url": crm.sobject_url(auth.crm_object, key_field, set_key),
-            "referenceId": "authorization",
-            "body": _without(record, key_field),
-        }
-    ]
-    labels = {"authorization": "Billing authorization"}
-    for n, ((sobject, record_id), fields) in enumerate(updates.items()):
-        stamp = current[(sobject, record_id)].last_modified
-        sub: dict[str, Any] = {
-            "method": "PATCH",
-            "url": crm.sobject_url(sobject, record_id),
-            "referenceId": f"update{n}",
-            "body": fields,
-        }
-        if stamp is not None:
-            sub["httpHeaders"] = unmodified_since(stamp)
-        subs.append(sub)
-        labels[f"update{n}"] = f"{sobject} {record_id}"
+    write = AtomicWrite()
+    authorization = write.upsert(
+        auth.crm_object, key_field, set_key, record, label="Billing authorization"
+    )
+    for (sobject, record_id), fields in updates.items():
+        write.update(
+            sobject,
+            record_id,
+            fields,
+            label=f"{sobject} {record_id}",
+            unmodified_since=current[(sobject, record_id)].last_modified,
+        )
     for item in view.items:
         if item.operation != "create" or not item.external_key or not item.field:
             continue
-        ref = f"create{item.position}"
-        subs.append(
-            {
-                "method": "PATCH",
-                "url": crm.sobject_url(item.sobject, item.field, item.external_key),
-                "referenceId": ref,
-                "body": _without(dict(item.new_value), item.field),
-            }
+        # Later items name this one as @{create<position>.id} (see sync.changes.plan).
+        write.upsert(
+            item.sobject,
+            item.field,
+            item.external_key,
+            dict(item.new_value),
+            label=item.label,
+            reference=f"create{item.position}",
         )
-        labels[ref] = item.label
         outcomes[item.id] = ("applied", None, False)
-    if len(subs) > MAX_SUBREQUESTS:
+    too_big = write.shape.problem()
+    if too_big is not None:
         return _Outcome(
             ChangeState.FAILED,
-            f"This change set needs {len(subs)} CRM writes; one request takes at most "
-            f"{MAX_SUBREQUESTS}.",
-            items=outcomes,
+            f"This change set cannot be sent as one all-or-nothing request: {too_big}.",
+            items=_failed(outcomes),
         )
-    answers = crm.composite(subs, all_or_none=True)
-    if any(a.get("httpStatusCode") == 412 for a in answers):
+    result = ctx.crm.write_atomic(write)
+    if result.stale:
         raise _Reread
-    failures = []
-    for answer in answers:
-        error = subresponse_error(answer, method="PATCH", endpoint=str(answer.get("referenceId")))
-        if error is None or error.error_code == "PROCESSING_HALTED":
-            continue
-        if isinstance(error, CrmRequestError):
-            what = labels.get(str(answer.get("referenceId")), "")
-            failures.append(f"{what}: {error.error_code}: {error.message}")
-        else:
-            raise error
-    if failures:
+    if not result.committed:
+        failures = []
+        for failed in result.results:
+            if failed.error is None:
+                continue
+            if not isinstance(failed.error, CrmRequestError):
+                raise failed.error
+            failures.append(f"{failed.label}: {failed.error.error_code}: {failed.error.message}")
+        if not failures:
+            raise CrmError("the CRM applied none of the change set and named no reason")
         return _Outcome(ChangeState.FAILED, "; ".join(failures), items=_failed(outcomes))
-    body = answers[0].get("body")
-    authorization = body.get("id") if isinstance(body, dict) else None
-    return _Outcome(ChangeState.APPLIED, None, authorization, outcomes)
+    return _Outcome(ChangeState.APPLIED, None, result.get(authorization).record_id, outcomes)
 
 
 def _failed(outcomes: dict[int, tuple[str, Any, bool]]) -> dict[int, tuple[str, Any, bool]]:

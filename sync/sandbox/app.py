@@ -32,6 +32,7 @@ from sync.sandbox.cometd import COOKIE, CometdServer, CometdSettings
 from sync.sandbox.composite import Composite
 from sync.sandbox.config import SandboxConfig
 from sync.sandbox.errors import ApiError, invalid_session, limit_exceeded, not_found
+from sync.sandbox.graph import CompositeGraph
 from sync.sandbox.limits import ApiUsage, Faults, Stats
 from sync.sandbox.queries import LocatorCache, QueryService
 from sync.sandbox.rest import (
@@ -72,7 +73,7 @@ class Sandbox:
         self.queries = QueryService(self.store, self.schema, self.locators)
         self.usage = ApiUsage(config.daily_limit)
         self.api = RestApi(self.store, self.schema, self.queries, self.usage)
-        Composite(self.api, self.store)
+        CompositeGraph(self.api, self.store, Composite(self.api, self.store))
         self.sessions = auth.SessionStore(config.session_ttl)
         self.credentials = auth.Credentials(
             username=config.username,

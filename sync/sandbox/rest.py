@@ -204,6 +204,8 @@ class RestApi:
         # set by the composite module (it needs this object to run subrequests)
         self.composite: Callable[[ApiRequest], ApiResponse] | None = None
         self.collections: Callable[[ApiRequest, list[str]], ApiResponse] | None = None
+        # set by the graph module
+        self.graph: Callable[[ApiRequest], ApiResponse] | None = None
         # set by the Bulk API 2.0 module
         self.bulk: Callable[[ApiRequest, list[str]], ApiResponse] | None = None
         self.bulk_jobs_remaining: Callable[[], int] | None = None
@@ -244,6 +246,9 @@ class RestApi:
                 if handler is None:
                     raise not_found()
                 return self._only(method, ["POST"], lambda: handler(req))
+            graph = self.graph
+            if rest == ["graph"] and graph is not None:
+                return self._only(method, ["POST"], lambda: graph(req))
             if rest[0] == "sobjects" and len(rest) <= 3 and self.collections is not None:
                 return self.collections(req, rest[1:])
             raise not_found()

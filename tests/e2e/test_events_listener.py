@@ -26,10 +26,10 @@ from sync.db.models import SyncPass
 from sync.db.repo import events as replay_repo
 from sync.events.listener import ListenerOptions
 from sync.events.runner import ListenerThreads, in_process
-from sync.events.status import SAFETY_KEY, listener_status
 from sync.pull import pull_all
 from sync.sandbox.server import SandboxConfig, SandboxServer
 from sync.service.jobs import Runtime
+from sync.service.listener_status import SAFETY_KEY, listener_status
 from sync.service.locks import LocalLocks
 from sync.service.scheduler import InProcessScheduler
 from tests.support.pull import crm_client, make_context

@@ -15,17 +15,17 @@ from sync.db.engine import make_engine, upgrade
 from sync.db.repo import events as replay_repo
 from sync.events.channels import channel_of, plan_channels
 from sync.events.model import parse_event
-from sync.events.status import (
+from sync.events.trigger import PullTrigger
+from sync.mapping.loader import load_mappings
+from sync.mapping.spec import MappingError
+from sync.service import jobs
+from sync.service.listener_status import (
     STATUS_KEY,
     ListenerState,
     listener_status,
     listening_mappings,
     summary,
 )
-from sync.events.trigger import PullTrigger
-from sync.mapping.loader import load_mappings
-from sync.mapping.spec import MappingError
-from sync.service import jobs
 from sync.service.locks import LocalLocks
 from sync.settings import Settings
 from tests.unit.test_jobs import NAMES, T0, FakeCrm

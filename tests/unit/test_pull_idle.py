@@ -4,6 +4,7 @@ from urllib.parse import unquote
 import pytest
 
 from sync.context import SyncContext
+from sync.crm.composite import CompositeReads
 from sync.db import repo, service_state
 from sync.db.engine import make_engine, upgrade
 from sync.mapping import load_mappings
@@ -18,7 +19,7 @@ NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 WATERMARK = NOW - dt.timedelta(minutes=10)
 
 
-class FakeCrm:
+class FakeCrm(CompositeReads):
     """Answers /composite idle checks: a record newer than the watermark for `changed`."""
 
     def __init__(self, changed=()):

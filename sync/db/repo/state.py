@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, 
 from sync.db.models import RecordError, SyncPass, SyncState
 from sync.db.repo.metrics import add_counters, raise_gauges
 from sync.db.repo.rows import IN_CHUNK, dialect_insert
-from sync.monitoring import counters
+from sync.telemetry import counters
 
 STATE: Table = SyncState.__table__  # type: ignore[assignment]
 PASSES: Table = SyncPass.__table__  # type: ignore[assignment]

@@ -2,7 +2,7 @@
 
 Only the standard library here: the CRM transport and the portal middleware record into
 :data:`BUFFER` on every request, so recording must be cheap (a lock and a dict update)
-and must never fail or block on I/O. :mod:`sync.monitoring.flush` moves the tallies to
+and must never fail or block on I/O. :mod:`sync.service.flush` moves the tallies to
 the ``metric_counters`` table.
 """
 
