@@ -233,9 +233,9 @@ def kill_group(group: Group) -> None:
 
 def salesforce(url: str) -> Salesforce:
     return Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
+        consumer_key="billing-sync",
+        consumer_secret="sandbox-secret",
+        domain="sandbox.my",
         session=make_session(url),
         version="59.0",
     )

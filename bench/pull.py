@@ -157,9 +157,9 @@ def child_naive(url: str, database_url: str, limit: int) -> dict[str, Any]:
     from sync.mapping.loader import PROJECT_MAPPINGS
 
     sf = Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
+        consumer_key="billing-sync",
+        consumer_secret="sandbox-secret",
+        domain="sandbox.my",
         session=make_session(url),
         version="59.0",
     )

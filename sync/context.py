@@ -89,7 +89,8 @@ class SyncContext:
         Raises:
             MappingError: a mapping is malformed or does not match the CRM.
             CrmError: the CRM could not be asked for its describe.
-            CrmConfigurationError: no CRM login is configured.
+            CrmConfigurationError: no CRM login is configured, or the org does not offer
+                ``SALESFORCE_API_VERSION``.
         """
         mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
         own_engine = engine is None
@@ -97,6 +98,8 @@ class SyncContext:
         client = crm if crm is not None else crm_from_settings(settings)
         try:
             upgrade(engine)
+            # A version the org does not offer stops the start, naming what it offers.
+            client.check_api_version()
             describes = describe_objects(client, mappings)
             report = validate_mappings(mappings, describes)
             check_filters(client, report.mappings)
