@@ -33,7 +33,6 @@ import datetime as dt
 import os
 import platform
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -56,11 +55,14 @@ sys.path.insert(0, str(ROOT))
 
 from report import write_section  # noqa: E402
 
+from sync.commands import launcher  # noqa: E402
+from sync.commands.launcher import SandboxProcess  # noqa: E402
 from sync.crm.session import make_session  # noqa: E402
 from sync.db.engine import make_engine, upgrade  # noqa: E402
-from sync.events.status import listener_status  # noqa: E402
+from sync.db.shapes import MIRRORED_SHAPES  # noqa: E402
 from sync.mapping.loader import default_mappings_dir, load_mappings  # noqa: E402
-from sync.service.status import collect  # noqa: E402
+from sync.service.listener_status import listener_status  # noqa: E402
+from sync.service.status import StatusReader  # noqa: E402
 from sync.settings import Settings  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -95,38 +97,19 @@ class Group:
             os.killpg(self.popen.pid, signal.SIGKILL)
 
 
-def start_sandbox(accounts: int, daily_limit: int, log: Path) -> tuple[Group, str]:
+def start_sandbox(accounts: int, daily_limit: int, log: Path) -> tuple[SandboxProcess, str]:
     handle = log.open("w")
-    popen = subprocess.Popen(
-        [
-            str(BIN / "billing-sync"),
-            "sandbox",
-            "--port",
-            "0",
-            "--seed",
-            str(accounts),
-            "--seed-random",
-            "11",
-            "--daily-limit",
-            str(daily_limit),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    sandbox = launcher.start_sandbox(
+        "--seed",
+        str(accounts),
+        "--seed-random",
+        "11",
+        "--daily-limit",
+        str(daily_limit),
+        log=handle,
+        timeout=600.0,
     )
-    assert popen.stdout is not None
-    for raw in popen.stdout:
-        line = raw.decode(errors="replace")
-        handle.write(line)
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            # keep draining the pipe so the server never blocks on a full buffer
-            threading.Thread(
-                target=lambda: [handle.write(r.decode(errors="replace")) for r in popen.stdout],
-                daemon=True,
-            ).start()
-            return Group("sandbox", popen), match.group(1)
-    raise RuntimeError(f"the sandbox exited: {log.read_text()}")
+    return sandbox, sandbox.url
 
 
 def start(name: str, argv: list[str], env: dict[str, str], log: Path) -> Group:
@@ -250,9 +233,9 @@ def kill_group(group: Group) -> None:
 
 def salesforce(url: str) -> Salesforce:
     return Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
+        consumer_key="billing-sync",
+        consumer_secret="sandbox-secret",
+        domain="sandbox.my",
         session=make_session(url),
         version="59.0",
     )
@@ -273,7 +256,9 @@ def rejected(snapshot: dict[str, Any]) -> int:
 
 def wait_initial_load(sf: Salesforce, engine: Engine, timeout: float = 180.0) -> None:
     """Until every mapped table holds as many rows as its CRM object has records."""
-    objects = {m.crm_object: m.table for m in load_mappings(default_mappings_dir())}
+    objects = {
+        m.crm_object: m.table for m in load_mappings(default_mappings_dir(), MIRRORED_SHAPES)
+    }
     expected = {
         table: sf.query(f"SELECT COUNT() FROM {obj}")["totalSize"] for obj, table in objects.items()
     }
@@ -531,8 +516,8 @@ def run_freshness(
             watcher.stop.set()
             watcher.join()
             settings = Settings.from_env(env)
-            names = load_mappings(default_mappings_dir()).names
-            health = collect(settings, engine, names, now=dt.datetime.now(dt.UTC))
+            mappings = load_mappings(default_mappings_dir(), MIRRORED_SHAPES)
+            health = StatusReader(settings, engine, mappings).read(now=dt.datetime.now(dt.UTC))
             return FreshnessResult(
                 mode="events" if events else "polling",
                 interval=interval,
@@ -591,8 +576,8 @@ def run_budget(*, seconds: float, workdir: Path, idle_cost: float) -> BudgetResu
             time.sleep(seconds)
             snapshot = stats(url)
             settings = Settings.from_env(env)
-            names = load_mappings(default_mappings_dir()).names
-            health = collect(settings, engine, names, now=dt.datetime.now(dt.UTC))
+            mappings = load_mappings(default_mappings_dir(), MIRRORED_SHAPES)
+            health = StatusReader(settings, engine, mappings).read(now=dt.datetime.now(dt.UTC))
             decision = health.decision
             return BudgetResult(
                 daily_limit=limit,

@@ -23,9 +23,7 @@ import json
 import math
 import os
 import platform
-import re
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +38,9 @@ from report import write_section
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sync.commands import launcher  # noqa: E402
+from sync.commands.launcher import SandboxProcess  # noqa: E402
+
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -47,35 +48,13 @@ DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 # -- the sandbox ------------------------------------------------------------------------
 
 
-def start_sandbox(accounts: int) -> tuple[subprocess.Popen[str], str, int]:
-    script = Path(sys.executable).with_name("billing-sync")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "sync.cli"]
-    process = subprocess.Popen(
-        [*command, "sandbox", "--port", "0", "--seed", str(accounts), "--seed-random", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    records = 0
-    for line in process.stdout:
-        seeded = re.search(r"\(([\d,]+) records\)", line)
-        if seeded:
-            records = int(seeded.group(1).replace(",", ""))
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return process, match.group(1), records
-    raise RuntimeError(f"the sandbox exited with {process.wait()}")
+def start_sandbox(accounts: int) -> tuple[SandboxProcess, str, int]:
+    sandbox = launcher.start_sandbox("--seed", str(accounts), "--seed-random", "1", timeout=1800.0)
+    return sandbox, sandbox.url, sandbox.seeded_records
 
 
-def stop_sandbox(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
+def stop_sandbox(sandbox: SandboxProcess) -> None:
+    sandbox.stop()
 
 
 def sandbox_calls(url: str) -> int:
@@ -93,6 +72,7 @@ def peak_rss_mb() -> float:
 
 def child_fetch(url: str) -> dict[str, Any]:
     from sync.context import crm_from_settings
+    from sync.db.shapes import MIRRORED_SHAPES
     from sync.mapping import load_mappings
     from sync.mapping.loader import PROJECT_MAPPINGS
     from sync.pull import window_soql
@@ -101,7 +81,7 @@ def child_fetch(url: str) -> dict[str, Any]:
 
     crm = crm_from_settings(Settings(salesforce_instance_url=url))
     crm.login()
-    mappings = load_mappings(PROJECT_MAPPINGS)
+    mappings = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
     window = plan_window(None, now=dt.datetime.now(dt.UTC), lookback=dt.timedelta(0))
     per_object: dict[str, int] = {}
     started = time.perf_counter()
@@ -172,19 +152,20 @@ def child_naive(url: str, database_url: str, limit: int) -> dict[str, Any]:
     from sync.crm.session import make_session
     from sync.db.engine import make_engine, upgrade
     from sync.db.models import MIRRORED_MODELS
+    from sync.db.shapes import MIRRORED_SHAPES
     from sync.mapping import load_mappings, record_to_row
     from sync.mapping.loader import PROJECT_MAPPINGS
 
     sf = Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
+        consumer_key="billing-sync",
+        consumer_secret="sandbox-secret",
+        domain="sandbox.my",
         session=make_session(url),
         version="59.0",
     )
     engine = make_engine(database_url)
     upgrade(engine)
-    mappings = load_mappings(PROJECT_MAPPINGS)
+    mappings = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
     done = 0
     started = time.perf_counter()
     with Session(engine) as session:

@@ -15,8 +15,6 @@ import argparse
 import os
 import platform
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -33,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from report import write_section  # noqa: E402
 
+from sync.commands import launcher  # noqa: E402
+from sync.commands.launcher import SandboxProcess  # noqa: E402
 from sync.crm.session import make_session  # noqa: E402
 from sync.sandbox.schema import load_schema  # noqa: E402
 
@@ -40,33 +40,17 @@ TARGET = 20_000
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 
 
-def start(accounts: int) -> tuple[subprocess.Popen[str], str, float]:
-    script = Path(sys.executable).with_name("billing-sync")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "sync.cli"]
+def start(accounts: int) -> tuple[SandboxProcess, str, float]:
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [*command, "sandbox", "--port", "0", "--seed", str(accounts), "--seed-random", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    seed_seconds = 0.0
-    for line in process.stdout:
-        seeded = re.search(r"in ([\d.]+) s", line)
-        if line.startswith("Seeded") and seeded:
-            seed_seconds = float(seeded.group(1))
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return process, match.group(1), seed_seconds or time.perf_counter() - started
-    raise RuntimeError(f"sandbox exited with {process.wait()}")
+    sandbox = launcher.start_sandbox("--seed", str(accounts), "--seed-random", "1", timeout=1800.0)
+    return sandbox, sandbox.url, sandbox.seed_seconds or time.perf_counter() - started
 
 
 def client(url: str) -> Salesforce:
     return Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
+        consumer_key="billing-sync",
+        consumer_secret="sandbox-secret",
+        domain="sandbox.my",
         session=make_session(url),
         version="59.0",
     )
@@ -133,10 +117,7 @@ def run(accounts: int) -> dict[str, float]:
         peak = sampler.high_water()
     finally:
         sampler.done.set()
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        if process.stdout is not None:
-            process.stdout.close()
+        process.stop(timeout=30)
     return {
         "accounts": accounts,
         "records": total,

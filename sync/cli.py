@@ -14,9 +14,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from sync.db.states import ChangeState
+from sync.service.queue import TaskQueueFactory
 from sync.settings import Settings, SettingsError
+from sync.telemetry import logs
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+Handler = Callable[..., int]
+"""``(args, settings)``; the commands in :data:`_QUEUEING` also take ``task_queue=``."""
 
 _HANDLERS: dict[str, str] = {
     "sandbox": "sync.sandbox.cli:main",
@@ -32,6 +36,8 @@ _HANDLERS: dict[str, str] = {
     "resume": "sync.commands.run:resume_command",
     "portal-link": "sync.portal.cli:portal_link_command",
     "listen": "sync.commands.listen:listen_command",
+    "keys": "sync.commands.keys:keys_command",
+    "connect": "sync.commands.connect:connect_command",
 }
 
 
@@ -89,6 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OBJECTS",
         help="comma-separated objects selected for Change Data Capture (default: all)",
     )
+    p.add_argument(
+        "--jwt-cert",
+        metavar="FILE",
+        help="PEM certificate of the app's JWT bearer flow (from `billing-sync keys generate`)",
+    )
+    p.add_argument(
+        "--soap-login",
+        choices=["on", "off"],
+        default="off",
+        help="SOAP login() for API versions before 65.0 (default off, as in a new org)",
+    )
+    p.add_argument(
+        "--allow-password-flow",
+        action="store_true",
+        help="unblock the OAuth username-password flow (blocked, as in a new org)",
+    )
+    p.add_argument(
+        "--my-domain",
+        metavar="HOST",
+        default="sandbox.my.salesforce.com",
+        help="the org's My Domain host (client credentials work only there)",
+    )
 
     p = sub.add_parser("sync", help="one pull pass over all (or one) mappings")
     p.add_argument("--mapping", metavar="NAME")
@@ -117,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?", type=int, metavar="ID")
     p.add_argument(
         "--state",
-        choices=["accepted", "sending", "applied", "conflict", "failed", "cancelled"],
+        choices=[s.value for s in ChangeState],
     )
     p.add_argument("--account", metavar="ACCOUNT_ID")
     p.add_argument("--limit", type=int, default=50)
@@ -137,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("listen", help="the Change Data Capture listener alone (queues pulls on Celery)")
 
+    p = sub.add_parser("keys", help="make the JWT bearer flow's key pair")
+    p.add_argument("action", choices=["generate"])
+    p.add_argument("--dir", default=".", metavar="DIR", help="where to write (default: .)")
+    p.add_argument("--days", type=int, default=730, help="certificate validity (default 730)")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+
+    p = sub.add_parser("connect", help="check the CRM connection, step by step")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("portal-link", help="print a signed portal URL for a contact")
     p.add_argument("contact", metavar="CONTACT", help="contact Id or email")
     p.add_argument("--ttl", type=float, default=3600.0, metavar="SECONDS")
@@ -149,8 +187,19 @@ def _load(target: str) -> Handler:
     return handler
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``billing-sync``; returns the process exit code."""
+# Commands that hand work to the broker when one is configured: they receive the task
+# queue factory that the entry point binds (workers/cli.py binds Celery).
+_QUEUEING = frozenset({"run", "listen"})
+
+
+def main(argv: Sequence[str] | None = None, *, task_queue: TaskQueueFactory | None = None) -> int:
+    """Run ``billing-sync``; returns the process exit code.
+
+    Args:
+        argv: the arguments (default: the process's).
+        task_queue: builds the broker's task queue for ``run`` and ``listen`` when
+            ``BILLING_SYNC_BROKER_URL`` is set; without it those commands refuse a broker.
+    """
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
     try:
@@ -158,11 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"billing-sync: {exc}", file=sys.stderr)
         return 2
-    from sync.monitoring import logs
-
     logs.configure(level, settings.log_format)
+    handler = _load(_HANDLERS[args.command])
     try:
-        return _load(_HANDLERS[args.command])(args, settings)
+        if args.command in _QUEUEING:
+            return handler(args, settings, task_queue=task_queue)
+        return handler(args, settings)
     except KeyboardInterrupt:
         return 130
     finally:
@@ -176,9 +226,10 @@ _FLUSHED_COMMANDS = frozenset({"sync", "push"})
 
 
 def _flush_metrics(settings: Settings) -> None:
+    # The database and the flusher only for the commands that flush.
     from sync.db.engine import make_engine
-    from sync.monitoring.counters import BUFFER
-    from sync.monitoring.flush import flush
+    from sync.service.flush import flush
+    from sync.telemetry.counters import BUFFER
 
     if not BUFFER.pending():
         return

@@ -10,23 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import Engine
 
-from sync.crm.client import (
-    MAX_COMPOSITE_QUERIES,
-    MAX_COMPOSITE_SUBREQUESTS,
-    CrmClient,
-    subresponse_error,
-)
+from sync.crm.client import CrmClient
 from sync.crm.errors import CrmError
 from sync.crm.soql import and_, select
 from sync.db import service_state
 from sync.db.engine import make_engine, upgrade
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import Direction, Mapping, MappingError, MappingSet, Problem
 from sync.mapping.validate import validate_mappings
@@ -65,8 +60,6 @@ class SyncContext:
         mappings: the validated mappings.
         clock: the time source (tests pass a frozen one).
         warnings: mapping limits some values could exceed (see ``mappings check``).
-        crm_time_hints: per mapping, the newest SystemModstamp the idle check saw in the
-            CRM; the next pass's window reaches at least that far.
     """
 
     settings: Settings
@@ -75,9 +68,6 @@ class SyncContext:
     mappings: MappingSet
     clock: Callable[[], dt.datetime] = utcnow
     warnings: list[Problem] = field(default_factory=list)
-    crm_time_hints: dict[str, dt.datetime] = field(default_factory=dict)
-    # per mapping, the records of its next full window, counted by the idle check
-    window_counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_settings(
@@ -99,14 +89,17 @@ class SyncContext:
         Raises:
             MappingError: a mapping is malformed or does not match the CRM.
             CrmError: the CRM could not be asked for its describe.
-            CrmConfigurationError: no CRM login is configured.
+            CrmConfigurationError: no CRM login is configured, or the org does not offer
+                ``SALESFORCE_API_VERSION``.
         """
-        mappings = load_mappings(default_mappings_dir(settings.mappings_dir))
+        mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
         own_engine = engine is None
         engine = engine if engine is not None else make_engine(settings.database_url)
         client = crm if crm is not None else crm_from_settings(settings)
         try:
             upgrade(engine)
+            # A version the org does not offer stops the start, naming what it offers.
+            client.check_api_version()
             describes = describe_objects(client, mappings)
             report = validate_mappings(mappings, describes)
             check_filters(client, report.mappings)
@@ -151,20 +144,6 @@ class SyncContext:
         self.crm.close()
 
 
-def subresponse_text(item: dict[str, Any]) -> str:
-    """A failed /composite subresponse as one line (error code and message)."""
-    error = subresponse_error(item)
-    if error is None:
-        return f"HTTP {item.get('httpStatusCode')}"
-    code = f"{error.error_code}: " if error.error_code else ""
-    return f"{code}{error.message}"
-
-
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def describe_objects(crm: CrmClient, mappings: MappingSet) -> dict[str, dict[str, Any] | None]:
     """The describe of every mapped object, 25 per /composite call.
 
@@ -177,20 +156,10 @@ def describe_objects(crm: CrmClient, mappings: MappingSet) -> dict[str, dict[str
     """
     objects = list(dict.fromkeys(m.crm_object for m in mappings))
     found: dict[str, dict[str, Any] | None] = {}
-    for chunk in _chunks(objects, MAX_COMPOSITE_SUBREQUESTS):
-        subrequests = [
-            {"method": "GET", "url": crm.sobject_url(name, "describe"), "referenceId": f"d{i}"}
-            for i, name in enumerate(chunk)
-        ]
-        for name, item in zip(chunk, crm.composite(subrequests), strict=True):
-            status = item.get("httpStatusCode")
-            body = item.get("body")
-            if status == 200 and isinstance(body, dict):
-                found[name] = body
-            elif status == 404:
-                found[name] = None
-            else:
-                raise CrmError(f"describe {name} failed: {subresponse_text(item)}", status=status)
+    for answer in crm.describe_many(objects):
+        if answer.error is not None:
+            raise CrmError(f"describe {answer.sobject} failed: {answer.text}", status=answer.status)
+        found[answer.sobject] = answer.describe
     return found
 
 
@@ -201,33 +170,16 @@ def check_filters(crm: CrmClient, mappings: MappingSet) -> None:
         MappingError: the CRM rejects a filter; the message names file and mapping.
     """
     filtered = [m for m in mappings if m.filter]
-    problems: list[Problem] = []
-    for chunk in _chunks(filtered, MAX_COMPOSITE_QUERIES):
-        subrequests = []
-        for i, mapping in enumerate(chunk):
-            soql = select(mapping.crm_object, ["Id"], where=and_(mapping.filter), limit=1)
-            subrequests.append(
-                {
-                    "method": "GET",
-                    "url": crm.data_url("query?q=" + quote(soql, safe="")),
-                    "referenceId": f"f{i}",
-                }
-            )
-        for mapping, item in zip(chunk, crm.composite(subrequests), strict=True):
-            if item.get("httpStatusCode") != 200:
-                problems.append(
-                    Problem(
-                        mapping.source,
-                        f"the CRM rejects the filter: {subresponse_text(item)}",
-                        mapping.name,
-                        "filter",
-                    )
-                )
+    soqls = [select(m.crm_object, ["Id"], where=and_(m.filter), limit=1) for m in filtered]
+    problems = [
+        Problem(
+            mapping.source, f"the CRM rejects the filter: {answer.text}", mapping.name, "filter"
+        )
+        for mapping, answer in zip(filtered, crm.query_many(soqls), strict=True)
+        if answer.error is not None
+    ]
     if problems:
         raise MappingError(problems)
-
-
-FIELD_LIMITS_KEY = "crm:field-limits"
 
 
 def save_field_limits(
@@ -256,10 +208,4 @@ def save_field_limits(
             length = int(meta.get("length") or 0) if meta else 0
             if length > 0:
                 limits.setdefault(mapping.table, {})[spec.column] = length
-    service_state.write(engine, FIELD_LIMITS_KEY, limits, now)
-
-
-def field_limits(engine: Engine) -> dict[str, dict[str, int]]:
-    """The CRM's text field lengths by table and column (empty before the first start)."""
-    doc = service_state.read(engine, FIELD_LIMITS_KEY) or {}
-    return {str(t): {str(c): int(n) for c, n in cols.items()} for t, cols in doc.items()}
+    service_state.write(engine, service_state.FIELD_LIMITS_KEY, limits, now)

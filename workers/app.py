@@ -25,6 +25,8 @@ from kombu import Queue
 from sync.service import heartbeats, jobs
 from sync.service.locks import redis_client
 from sync.settings import Settings, SettingsError
+from sync.telemetry import logs
+from workers.process import ProcessRuntime
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,7 @@ def _settings() -> Settings:
 
 settings = _settings()
 app = make_app(settings)
+process = ProcessRuntime(settings)
 
 _beats: list[heartbeats.HeartbeatWriter] = []
 
@@ -181,9 +184,7 @@ def _stop_heartbeats() -> None:
 @signals.worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
     _stop_heartbeats()
-    from workers import tasks
-
-    tasks.stop_flusher()  # a solo or threads pool has no process shutdown of its own
+    process.stop_flusher()  # a solo or threads pool has no process shutdown of its own
 
 
 @signals.beat_init.connect
@@ -200,17 +201,13 @@ def _on_beat_init(**_: Any) -> None:
 @signals.worker_process_init.connect
 def _on_worker_process_init(**_: Any) -> None:
     # Connections must not cross a fork: each pool process builds its own runtime.
-    from workers import tasks
-
-    tasks.reset_runtime()
+    process.reset()
 
 
 @signals.worker_process_shutdown.connect
 def _on_worker_process_shutdown(**_: Any) -> None:
     # The CRM call tallies of this pool process since its last flush.
-    from workers import tasks
-
-    tasks.stop_flusher()
+    process.stop_flusher()
 
 
 @signals.after_setup_logger.connect
@@ -218,8 +215,6 @@ def _on_worker_process_shutdown(**_: Any) -> None:
 def _on_setup_logger(logger: logging.Logger | None = None, **_: Any) -> None:
     # BILLING_SYNC_LOG_FORMAT=json: one JSON object a line, like `billing-sync`; either
     # way, the bound ids and the redaction of secrets apply to Celery's handlers too.
-    from sync.monitoring import logs
-
     if logger is None:
         return
     for handler in logger.handlers:
@@ -228,15 +223,3 @@ def _on_setup_logger(logger: logging.Logger | None = None, **_: Any) -> None:
         else:
             handler.addFilter(logs.ContextFilter())
             handler.addFilter(logs.RedactingFilter())
-
-
-def send_push(celery_app: Celery = app) -> None:
-    """Queue one push pass now (the portal's Accept); the periodic push is the safety net.
-
-    A broker that cannot be reached is logged, not raised: the accepted set waits in the
-    outbox and the next scheduled push sends it.
-    """
-    try:
-        celery_app.send_task(PUSH_TASK, queue=PUSH_QUEUE, ignore_result=True)
-    except Exception as exc:  # noqa: BLE001 - any broker failure: the sweep takes over
-        log.warning("could not queue the push (%s); the periodic push sends it", exc)

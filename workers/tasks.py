@@ -13,16 +13,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from celery import Task
 
-from sync.monitoring.flush import Flusher
 from sync.service import jobs
-from sync.service.locks import RedisLocks, redis_client
 from workers.app import (
     POLL_TASK,
     PULL_QUEUE,
@@ -30,88 +26,21 @@ from workers.app import (
     PUSH_TASK,
     RECONCILE_TASK,
     app,
-    settings,
+    process,
 )
+from workers.process import StartupError
 
 log = logging.getLogger(__name__)
 
-STARTUP_BACKOFF_MAX = 60.0
-
-_runtime: jobs.Runtime | None = None
-_runtime_lock = threading.Lock()
-_startup_failures = 0
-_startup_retry_at = 0.0
-
-
-class StartupError(RuntimeError):
-    """The runtime could not be built (CRM or database unreachable); retried later."""
-
 
 def runtime() -> jobs.Runtime:
-    """This process's runtime, built on first use (after the pool forked).
-
-    Building it logs in to the CRM and validates the mappings. When that fails (the CRM
-    is down), the next attempts wait with exponential backoff instead of logging in on
-    every tick of the schedule.
-
-    Raises:
-        StartupError: building failed now or recently; the message says why.
-    """
-    global _runtime, _startup_failures, _startup_retry_at
-    with _runtime_lock:
-        if _runtime is not None:
-            return _runtime
-        now = time.monotonic()
-        if now < _startup_retry_at:
-            raise StartupError(f"not started; next attempt in {_startup_retry_at - now:.0f} s")
-        from sync.context import SyncContext
-
-        if not settings.broker_url:
-            raise StartupError("BILLING_SYNC_BROKER_URL is not set")
-        try:
-            ctx = SyncContext.from_settings(settings)
-        except jobs.TRANSIENT_ERRORS as exc:
-            _startup_failures += 1
-            _startup_retry_at = now + min(STARTUP_BACKOFF_MAX, 2.0**_startup_failures)
-            raise StartupError(f"cannot start: {type(exc).__name__}: {exc}") from exc
-        _startup_failures = 0
-        locks = RedisLocks(
-            redis_client(settings.broker_url),
-            prefix=settings.redis_prefix,
-            ttl=settings.lock_ttl,
-        )
-        _runtime = jobs.Runtime(settings=settings, ctx=ctx, locks=locks)
-        _start_flusher(ctx.engine)
-        return _runtime
-
-
-_flusher: Flusher | None = None
-
-
-def _start_flusher(engine: Any) -> None:
-    """Flush this process's CRM call tallies to the database every few seconds."""
-    global _flusher
-    if _flusher is None:
-        _flusher = Flusher(engine)
-        _flusher.start()
-
-
-def stop_flusher() -> None:
-    """Stop flushing (the tallies left are written once more)."""
-    global _flusher
-    if _flusher is not None:
-        _flusher.stop()
-        _flusher = None
+    """This process's runtime (see :class:`workers.process.ProcessRuntime`)."""
+    return process.runtime()
 
 
 def reset_runtime() -> None:
-    """Forget the runtime (a forked pool process must not reuse its parent's)."""
-    global _runtime, _startup_failures, _startup_retry_at, _flusher
-    with _runtime_lock:
-        _runtime = None
-        _flusher = None  # a forked child has no thread of its parent's
-        _startup_failures = 0
-        _startup_retry_at = 0.0
+    """Forget this process's runtime (tests; a forked pool process)."""
+    process.reset()
 
 
 def _countdown(retries: int) -> float:

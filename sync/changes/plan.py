@@ -23,6 +23,7 @@ from sync.changes.rules import (
     external_key,
     field_change_words,
 )
+from sync.clock import utc_now
 from sync.mapping.spec import Mapping, MappingSet
 from sync.mapping.transform import row_to_record
 
@@ -189,6 +190,85 @@ def project_methods(mirrored: Sequence[MethodState], staged: Sequence[Staged]) -
     return methods
 
 
+#: A change set goes to the CRM as ONE all-or-nothing Composite Graph, whose limits are
+#: 500 nodes, 15 distinct method x object x version node kinds and references 15 deep.
+#: The CRM door checks the same numbers when it sends (sync.crm.graph); a unit test keeps
+#: the two equal. Here they refuse a change at staging, before the admin accepts a set
+#: that could never be sent (a set is never split: all of it or nothing is the promise).
+MAX_WRITES = 500
+MAX_WRITE_KINDS = 15
+MAX_WRITE_DEPTH = 15
+
+
+@dataclass(frozen=True)
+class WriteShape:
+    """The size of the one request a change set is sent as.
+
+    Attributes:
+        writes: records written (the authorization, each updated record once, each create).
+        kinds: distinct kinds of record written (all writes are PATCHes of one version).
+        depth: the longest chain of writes naming an earlier one (an order line its order).
+    """
+
+    writes: int
+    kinds: int
+    depth: int
+
+    def problem(self) -> str | None:
+        """Why the request would not fit, in the admin's words; None when it fits."""
+        if self.writes > MAX_WRITES:
+            return (
+                f"they need {self.writes} CRM writes, and one all-or-nothing CRM request "
+                f"takes at most {MAX_WRITES}"
+            )
+        if self.kinds > MAX_WRITE_KINDS:
+            return (
+                f"they write {self.kinds} kinds of CRM record, and one all-or-nothing CRM "
+                f"request takes at most {MAX_WRITE_KINDS}"
+            )
+        if self.depth > MAX_WRITE_DEPTH:
+            return (
+                f"their CRM writes depend on each other {self.depth} levels deep, and one "
+                f"all-or-nothing CRM request takes at most {MAX_WRITE_DEPTH}"
+            )
+        return None
+
+
+def write_shape(mirrored: Sequence[MethodState], staged: Sequence[Staged]) -> WriteShape:
+    """The shape of the request :func:`plan_items` and the push make of ``staged``.
+
+    It counts what they write: the authorization record; the account once if a field of
+    it changes; each mirrored payment method whose default flag or status changes, and
+    each added card; for purchases, the order and one line per purchase (the lines name
+    the order, so depth 2).
+
+    Raises:
+        PlanError: the staged changes break a payment-method rule.
+    """
+    writes, kinds, depth = 1, {"authorization"}, 1
+    if any(c.kind is ChangeKind.ACCOUNT_FIELD for c in staged):
+        writes += 1
+        kinds.add("account")
+    projected = project_methods(mirrored, staged)
+    before = {m.ref: m for m in mirrored}
+    methods = 0
+    for method in projected:
+        old = before.get(method.ref)
+        if old is None:
+            methods += 1 if method.added_by is not None else 0
+        elif (old.is_default, old.status) != (method.is_default, method.status):
+            methods += 1
+    if methods:
+        writes += methods
+        kinds.add("payment_method")
+    purchases = sum(1 for c in staged if c.kind in PURCHASE_KINDS)
+    if purchases:
+        writes += 1 + purchases
+        kinds.update(("order", "order_line"))
+        depth = 2
+    return WriteShape(writes, len(kinds), depth)
+
+
 @dataclass
 class PlanInput:
     """What :func:`plan_items` needs besides the staged changes."""
@@ -290,9 +370,9 @@ def plan_items(inp: PlanInput, staged: Sequence[Staged]) -> list[Item]:
 def _purchase_items(inp: PlanInput, purchases: Sequence[Staged], before: int) -> list[Item]:
     """One order with a line per purchase, after checks that the prices still hold.
 
-    The order is upserted by its key; each line names the order by the /composite
-    reference of the order's subrequest (``@{create<position>.id}``), so the order and
-    its lines are written in the same all-or-nothing request.
+    The order is upserted by its key; each line names the order by the reference the
+    push gives the order's write (``@{create<position>.id}``), so the order and its
+    lines are written in the same all-or-nothing graph.
     """
     orders, order_lines, prices = inp.targets.purchase_targets()
     wanted = [Purchase.from_payload(s.payload) for s in purchases]
@@ -327,7 +407,7 @@ def _purchase_items(inp: PlanInput, purchases: Sequence[Staged], before: int) ->
         )
     order_position = before + len(items) + 1
     order_key = external_key(inp.set_key, order_position)
-    today = inp.today or dt.datetime.now(dt.UTC).date()
+    today = inp.today or utc_now().date()
     items.append(
         Item(
             Operation.CREATE,

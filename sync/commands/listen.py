@@ -12,8 +12,15 @@ import sys
 import threading
 
 from sync.commands.run import _wait
+from sync.context import SyncContext
 from sync.crm.errors import CrmError
+from sync.events.listener import Listener
+from sync.events.runner import ListenerThreads, free_if_holder_dead, holder_name, listener_lock_key
+from sync.events.trigger import PullTrigger
 from sync.mapping.spec import MappingError
+from sync.service.jobs import Runtime
+from sync.service.locks import RedisLock, RedisLocks, redis_client
+from sync.service.queue import NoTaskQueueError, TaskQueue, TaskQueueFactory
 from sync.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -23,21 +30,14 @@ def _err(text: str) -> None:
     sys.stderr.write(f"billing-sync: {text}\n")
 
 
-def listen(settings: Settings, *, stop: threading.Event | None = None) -> int:
-    """Listen until ``stop`` (or SIGINT/SIGTERM); returns the exit code."""
-    from sync.context import SyncContext
-    from sync.events.listener import Listener
-    from sync.events.runner import (
-        ListenerThreads,
-        celery_enqueuers,
-        free_if_holder_dead,
-        holder_name,
-        listener_lock_key,
-    )
-    from sync.events.trigger import PullTrigger
-    from sync.service.jobs import Runtime
-    from sync.service.locks import RedisLock, RedisLocks, redis_client
+def listen(
+    settings: Settings, task_queue: TaskQueue, *, stop: threading.Event | None = None
+) -> int:
+    """Listen until ``stop`` (or SIGINT/SIGTERM); pulls go to ``task_queue``.
 
+    Returns:
+        The exit code.
+    """
     assert settings.broker_url
     ctx = SyncContext.from_settings(settings)
     threads = None
@@ -45,9 +45,11 @@ def listen(settings: Settings, *, stop: threading.Event | None = None) -> int:
         client = redis_client(settings.broker_url)
         locks = RedisLocks(client, prefix=settings.redis_prefix, ttl=settings.lock_ttl)
         rt = Runtime(settings=settings, ctx=ctx, locks=locks)
-        enqueue, enqueue_reconcile = celery_enqueuers(settings)
         trigger = PullTrigger(
-            locks, enqueue, enqueue_reconcile=enqueue_reconcile, queue_ttl=rt.queue_marker_ttl()
+            locks,
+            task_queue.enqueue_pull,
+            enqueue_reconcile=task_queue.enqueue_reconcile,
+            queue_ttl=rt.queue_marker_ttl(),
         )
         listener = Listener(ctx, trigger, runtime=rt, holder=holder_name())
         key = listener_lock_key(settings)
@@ -71,8 +73,10 @@ def listen(settings: Settings, *, stop: threading.Event | None = None) -> int:
     return 0
 
 
-def listen_command(args: argparse.Namespace, settings: Settings) -> int:
-    """`billing-sync listen`."""
+def listen_command(
+    args: argparse.Namespace, settings: Settings, *, task_queue: TaskQueueFactory | None = None
+) -> int:
+    """`billing-sync listen`: ``task_queue`` builds the broker's queue for the pulls."""
     if not settings.broker_url:
         _err(
             "`listen` queues pulls on Celery: set BILLING_SYNC_BROKER_URL. Without a broker, "
@@ -82,8 +86,11 @@ def listen_command(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.events_enabled:
         _err("events are switched off (BILLING_SYNC_EVENTS=off); nothing to listen to")
         return 2
+    if task_queue is None:
+        _err(str(NoTaskQueueError()))
+        return 2
     try:
-        return listen(settings)
+        return listen(settings, task_queue(settings))
     except (SettingsError, MappingError) as exc:
         _err(str(exc))
         return 2

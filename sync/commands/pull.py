@@ -19,24 +19,25 @@ from typing import Any, TextIO
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync.bulk.choice import saved_reports
-from sync.changes import outbox
+from sync.clock import utc_now
 from sync.context import (
     SyncContext,
     check_filters,
     crm_from_settings,
     describe_objects,
-    utcnow,
 )
 from sync.crm.errors import CrmConfigurationError, CrmError, RequestLimitExceededError
-from sync.db import repo, service_state
+from sync.db import service_state
 from sync.db.engine import current_revision, head_revision, make_engine, upgrade
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingError
 from sync.mapping.validate import validate_mappings
 from sync.pull import Outcome, PassResult, Progress, pull_all
-from sync.pull.window import eta, lag
+from sync.pull.window import eta
 from sync.service import status as service_status
+from sync.service.locks import redis_client
+from sync.service.status import StatusReader
 from sync.settings import Settings, SettingsError
 
 EXIT_OK = 0
@@ -282,96 +283,23 @@ def sync_command(args: argparse.Namespace, settings: Settings) -> int:
 # --- status -----------------------------------------------------------------------------
 
 
-def _state_label(state: repo.MappingState | None, running: bool, errors: int) -> str:
-    if state is None or (state.last_pass_finished_at is None and state.last_outcome is None):
-        return "pulling" if running else "never pulled"
-    if state.paused:
-        return "paused"
-    if running:
-        return "pulling"
-    if state.last_outcome in (Outcome.FAILED.value, Outcome.LIMIT_EXCEEDED.value, "interrupted"):
-        return "failing"
-    if errors:
-        return "ok, record errors"
-    return "ok"
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 def collect_status(engine: Engine, settings: Settings, now: dt.datetime) -> dict[str, Any]:
     """Everything ``billing-sync status`` shows, as a JSON-ready dict.
+
+    It is the one status read model (:class:`sync.service.status.Status`) that ``/readyz``,
+    the ops page and ``/metrics`` render too.
 
     Raises:
         MappingError: the mapping files are unusable.
     """
-    mappings = load_mappings(default_mappings_dir(settings.mappings_dir))
-    with engine.connect() as conn:
-        states = repo.all_states(conn)
-        error_counts = repo.record_error_counts(conn)
-        running = {p.mapping for p in repo.recent_passes(conn, limit=200) if p.outcome == "running"}
-        last_hour = repo.records_since(conn, now - dt.timedelta(hours=1))
-        rows = {m.name: repo.row_counts(conn, repo.mirrored_table(m.table)) for m in mappings}
-        latest_errors = repo.record_errors(conn, limit=10)
-    items = []
-    for mapping in mappings:
-        state = states.get(mapping.name)
-        live, deleted = rows[mapping.name]
-        checked = state.last_pass_finished_at if state else None
-        current_lag = lag(now, checked)
-        items.append(
-            {
-                "mapping": mapping.name,
-                "object": mapping.crm_object,
-                "table": mapping.table,
-                "state": _state_label(
-                    state, mapping.name in running, error_counts.get(mapping.name, 0)
-                ),
-                "paused": bool(state and state.paused),
-                "watermark": _iso(state.watermark if state else None),
-                "lag_seconds": current_lag.total_seconds() if current_lag else None,
-                "last_pass_started_at": _iso(state.last_pass_started_at if state else None),
-                "last_pass_finished_at": _iso(checked),
-                "last_outcome": state.last_outcome if state else None,
-                "last_error": state.last_error if state else None,
-                "record_errors": error_counts.get(mapping.name, 0),
-                "records": live,
-                "tombstones": deleted,
-                "records_last_hour": last_hour.get(mapping.name, 0),
-            }
-        )
-    usage = service_state.read(engine, API_USAGE_KEY)
-    # The background service's view: idle/pulling/paused/failing from locks, passes and
-    # the change check; the polling interval in effect; the workers' heartbeats.
-    service = service_status.collect(settings, engine, mappings.names, now=now).to_dict()
-    loads = saved_reports(engine)
-    for item in items:
-        # how the last pass read its window: REST or a Bulk API 2.0 job
-        item["last_load"] = loads.get(str(item["mapping"]))
-    for item in items:
-        health = service["mappings"][item["mapping"]]
-        item["state"] = health["state"]
-        item["pulled_by"] = health["holder"]
-    del service["mappings"]
-    return {
-        "now": now.isoformat(),
-        "service": service,
-        "mappings": items,
-        "outbox": outbox.status(engine, now),
-        "api_usage": usage,
-        "recent_record_errors": [
-            {
-                "mapping": e.mapping,
-                "sfid": e.sfid,
-                "reason": e.reason,
-                "first_seen": e.first_seen.isoformat(),
-                "last_seen": e.last_seen.isoformat(),
-                "attempts": e.attempts,
-            }
-            for e in latest_errors
-        ],
-    }
+    mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
+    client = redis_client(settings.broker_url) if settings.broker_url else None
+    try:
+        status = StatusReader(settings, engine, mappings).read(now=now, redis_client=client)
+    finally:
+        if client is not None:
+            client.close()
+    return status.to_dict()
 
 
 def render_status(status: dict[str, Any]) -> list[str]:
@@ -435,7 +363,7 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
                 "(or `billing-sync sync`, which upgrades it)"
             )
             return EXIT_FAILED
-        status = collect_status(engine, settings, utcnow())
+        status = collect_status(engine, settings, utc_now())
         if revision != head_revision():
             status["schema_warning"] = (
                 f"database schema {revision} is behind {head_revision()}: run "
@@ -485,7 +413,7 @@ def mappings_command(args: argparse.Namespace, settings: Settings) -> int:
     """``billing-sync mappings check``: load mappings/*.yaml, validate against the CRM."""
     folder = default_mappings_dir(settings.mappings_dir)
     try:
-        mappings = load_mappings(folder)
+        mappings = load_mappings(folder, MIRRORED_SHAPES)
     except MappingError as exc:
         _err(str(exc))
         return EXIT_CONFIG

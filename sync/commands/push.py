@@ -15,6 +15,8 @@ import json
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.changes import outbox
+from sync.changes.rules import ItemOutcome
+from sync.clock import utc_now
 from sync.commands.pull import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -24,7 +26,6 @@ from sync.commands.pull import (
     _err,
     _out,
     open_context,
-    utcnow,
 )
 from sync.crm.errors import CrmError
 from sync.db.engine import make_engine, upgrade
@@ -85,10 +86,10 @@ def render_set(view: outbox.SetView, now: dt.datetime) -> list[str]:
     ]
     for item in view.items:
         extra = ""
-        if item.outcome == "conflict":
+        if item.outcome is ItemOutcome.CONFLICT:
             extra = f"  [conflict: CRM has {item.crm_value!r}]"
         elif item.outcome:
-            extra = f"  [{item.outcome}]"
+            extra = f"  [{item.outcome.value}]"
         lines.append(f"    {item.label}{extra}")
     if view.message:
         lines.append(f"    {view.message}")
@@ -98,7 +99,7 @@ def render_set(view: outbox.SetView, now: dt.datetime) -> list[str]:
 def changes_command(args: argparse.Namespace, settings: Settings) -> int:
     """`changes [--state S] [--account A] [--json]`, `changes retry ID`, `changes cancel ID`."""
     engine = make_engine(settings.database_url)
-    now = utcnow()
+    now = utc_now()
     try:
         upgrade(engine)
         if args.action in ("retry", "cancel"):

@@ -19,14 +19,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sync.context import SyncContext
 from sync.crm.errors import CrmError
+from sync.db import service_state
 from sync.db.engine import make_engine, upgrade
 from sync.db.repo import set_paused
+from sync.db.shapes import MIRRORED_SHAPES
+from sync.events.runner import in_process
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingError
-from sync.monitoring.flush import Flusher
+from sync.service.flush import Flusher
 from sync.service.jobs import Runtime, utc_now
+from sync.service.listener_status import SAFETY_KEY
 from sync.service.locks import LocalLocks
+from sync.service.queue import NoTaskQueueError, TaskQueue, TaskQueueFactory
 from sync.service.scheduler import InProcessScheduler
 from sync.settings import Settings, SettingsError
 
@@ -95,8 +101,6 @@ def run_service(
     Returns:
         The exit code.
     """
-    from sync.context import SyncContext
-
     stop = stop or threading.Event()
     own_ctx = ctx is None
     if ctx is None:
@@ -115,7 +119,6 @@ def run_service(
         scheduler.start()
         # Change Data Capture: events queue the pulls; the change check becomes the
         # safety net while the listener is healthy.
-        from sync.events.runner import in_process
 
         listener = in_process(rt, scheduler)
         if listener is not None:
@@ -142,16 +145,11 @@ def _portal(
     port: int,
     push_trigger: Callable[[], None] | None = None,
 ) -> Any:
+    # The portal is optional in an installation (see portal_available): imported only
+    # when there is one.
     from sync.portal.server import PortalServer
 
     return PortalServer(settings, engine, host=host, port=port, push_trigger=push_trigger)
-
-
-def celery_push_trigger() -> Callable[[], None]:
-    """Queue a push task on the broker (the web process of a Celery deployment)."""
-    from workers.app import send_push
-
-    return send_push
 
 
 def _wait(stop: threading.Event) -> None:
@@ -161,9 +159,17 @@ def _wait(stop: threading.Event) -> None:
 
 
 def serve_portal_only(
-    settings: Settings, *, host: str, port: int, stop: threading.Event | None = None
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    task_queue: TaskQueue,
+    stop: threading.Event | None = None,
 ) -> int:
-    """Serve the portal until ``stop`` (or SIGINT/SIGTERM); background work is elsewhere."""
+    """Serve the portal until ``stop`` (or SIGINT/SIGTERM); background work is elsewhere.
+
+    Accept queues a push on ``task_queue`` (the broker's workers send it).
+    """
     if not portal_available():
         _err("this installation has no portal; nothing to serve")
         return 1
@@ -173,7 +179,7 @@ def serve_portal_only(
     try:
         upgrade(engine)
         flusher.start()
-        portal = _portal(settings, engine, host, port, push_trigger=celery_push_trigger())
+        portal = _portal(settings, engine, host, port, push_trigger=task_queue.enqueue_push)
         url = portal.start()
         _say(f"billing-sync run: portal at {url}; background sync on Celery. Ctrl-C stops.")
         _wait(stop or threading.Event())
@@ -185,14 +191,23 @@ def serve_portal_only(
     return 0
 
 
-def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    """`billing-sync run [--host H] [--port P]`."""
+def run_command(
+    args: argparse.Namespace, settings: Settings, *, task_queue: TaskQueueFactory | None = None
+) -> int:
+    """`billing-sync run [--host H] [--port P]`.
+
+    ``task_queue`` builds the broker's queue when ``BILLING_SYNC_BROKER_URL`` is set.
+    """
     try:
         if portal_available():
             settings.require_portal_secret()
         if settings.broker_url:
+            if task_queue is None:
+                raise NoTaskQueueError
             _say(BROKER_NOTE)
-            return serve_portal_only(settings, host=args.host, port=args.port)
+            return serve_portal_only(
+                settings, host=args.host, port=args.port, task_queue=task_queue(settings)
+            )
 
         def ready(url: str | None) -> None:
             where = f"portal at {url}" if url else "no portal in this installation"
@@ -202,7 +217,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
             )
 
         return run_service(settings, host=args.host, port=args.port, on_ready=ready)
-    except (SettingsError, MappingError) as exc:
+    except (SettingsError, MappingError, NoTaskQueueError) as exc:
         _err(str(exc))
         return 2
     except CrmError as exc:
@@ -212,7 +227,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def _set_paused(args: argparse.Namespace, settings: Settings, paused: bool) -> int:
     try:
-        mappings = load_mappings(default_mappings_dir(settings.mappings_dir))
+        mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
     except MappingError as exc:
         _err(str(exc))
         return 2
@@ -226,8 +241,6 @@ def _set_paused(args: argparse.Namespace, settings: Settings, paused: bool) -> i
         if not paused:
             # events for a paused mapping are ignored: check the listening mappings at
             # the next tick instead of waiting for the safety interval
-            from sync.db import service_state
-            from sync.events.status import SAFETY_KEY
 
             service_state.remove(engine, SAFETY_KEY)
     finally:

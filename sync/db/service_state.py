@@ -21,6 +21,7 @@ T = TypeVar("T")
 
 BUDGET_KEY = "budget"
 API_USAGE_KEY = "crm:api_usage"
+FIELD_LIMITS_KEY = "crm:field-limits"
 HEARTBEAT_PREFIX = "heartbeat:"
 
 
@@ -33,6 +34,16 @@ def read(engine: Engine, key: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         raw = conn.execute(select(ServiceState.value).where(ServiceState.key == key)).scalar()
     return None if raw is None else dict(json.loads(raw))
+
+
+def field_limits(engine: Engine) -> dict[str, dict[str, int]]:
+    """The CRM's text field lengths by table and column (empty before the first start).
+
+    The service stores them at start from the CRM's describe answers; the portal reads
+    them to refuse a value the CRM would refuse, without calling the CRM.
+    """
+    doc = read(engine, FIELD_LIMITS_KEY) or {}
+    return {str(t): {str(c): int(n) for c, n in cols.items()} for t, cols in doc.items()}
 
 
 def read_prefix(engine: Engine, prefix: str) -> dict[str, tuple[dict[str, Any], dt.datetime]]:

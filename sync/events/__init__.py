@@ -2,10 +2,8 @@
 
 :mod:`sync.events.model` reads change events, :mod:`sync.events.channels` maps mappings
 to channels, :mod:`sync.events.trigger` turns events into coalesced pull requests,
-:mod:`sync.events.listener` holds the streaming session, :mod:`sync.events.status` is
-what ``status``, ``/readyz``, metrics and the change check read about the listener.
+:mod:`sync.events.listener` holds the streaming session and :mod:`sync.events.runner`
+runs it on threads. The listener reports its state into the service
+(:mod:`sync.service.listener_status`), which is what ``status``, ``/readyz``, metrics and
+the change check read.
 """
-
-from sync.events.status import ListenerState, listener_status, listening_mappings
-
-__all__ = ["ListenerState", "listener_status", "listening_mappings"]

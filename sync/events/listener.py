@@ -19,7 +19,7 @@ event's mappings; the replay id handled is stored per channel in the database.
 - Stream trouble backs off (1 s doubling to a minute); a 404 on ``/cometd`` (no
   Streaming API) retries every 5 minutes, a spent allocation every 15.
 
-While it is not listening, :func:`sync.events.status.listener_status` reports it and
+While it is not listening, :func:`sync.service.listener_status.listener_status` reports it and
 the change check polls every mapping at the configured interval.
 """
 
@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync import pull as pull_engine
+from sync.clock import utc_now
 from sync.crm.errors import CrmError
 from sync.crm.streaming import (
     REPLAY_NEW,
@@ -47,19 +49,15 @@ from sync.crm.streaming import (
 from sync.db.repo import events as replay_repo
 from sync.events.channels import plan_channels
 from sync.events.model import parse_event
-from sync.events.status import HEARTBEAT, ChannelState, ListenerState, write_status
 from sync.events.trigger import PullTrigger
+from sync.service.jobs import paused_mappings
+from sync.service.listener_status import HEARTBEAT, ChannelState, ListenerState, write_status
 
 if TYPE_CHECKING:
     from sync.context import SyncContext
     from sync.service.jobs import Runtime
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> dt.datetime:
-    """The current time, aware, in UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -170,7 +168,7 @@ class Listener:
     # -- status ------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """The status document (what :func:`sync.events.status.listener_status` reads)."""
+        """The status document (what :func:`sync.service.listener_status.listener_status` reads)."""
         with self._mutex:
             c = self.counters
             return {
@@ -292,8 +290,6 @@ class Listener:
 
     def _catch_up(self) -> None:
         """One idle check for what changed while nobody listened; queues those pulls."""
-        from sync.pull import changed_mappings
-
         names = self.listening_mappings()
         # A listener killed between marking a pull queued and sending it leaves a marker
         # that would make requests look satisfied until it expires; a duplicate pull is
@@ -301,7 +297,7 @@ class Listener:
         for name in names:
             self.trigger.locks.clear_queued(name)
         if names:
-            changed = changed_mappings(self.ctx, names, now=self._clock())
+            changed = pull_engine.changed_mappings(self.ctx, names, now=self._clock())
             self._account()
             if changed:
                 log.info("events listener: catching up on %s", ", ".join(changed))
@@ -395,8 +391,6 @@ class Listener:
 
     def _request(self, names: list[str], *, reconcile: bool = False) -> None:
         """Ask for pulls of ``names``, leaving out paused mappings (pause holds)."""
-        from sync.service.jobs import paused_mappings
-
         paused = paused_mappings(self.ctx)
         wanted = [n for n in names if n not in paused]
         if wanted or reconcile:

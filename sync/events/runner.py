@@ -119,19 +119,6 @@ def in_process(
     return ListenerThreads(listener)
 
 
-def celery_enqueuers(settings: Settings) -> tuple[Callable[[str], None], Callable[[], None]]:
-    """(queue a pull task, queue a reconcile task) on the configured broker."""
-    from workers.app import MAINTENANCE_QUEUE, PULL_QUEUE, PULL_TASK, RECONCILE_TASK, app
-
-    def enqueue(name: str) -> None:
-        app.send_task(PULL_TASK, args=[name], queue=PULL_QUEUE)
-
-    def enqueue_reconcile() -> None:
-        app.send_task(RECONCILE_TASK, queue=MAINTENANCE_QUEUE)
-
-    return enqueue, enqueue_reconcile
-
-
 def pid_alive(pid: int) -> bool:
     """True when a process ``pid`` exists on this host."""
     try:

@@ -1,9 +1,10 @@
-"""Monitoring: Prometheus metrics, the ops dashboard's data, JSON logs.
+"""Monitoring's read side: the Prometheus exposition and the ops dashboard's charts.
 
-State that lives in the database (watermarks, passes, record errors, the outbox, the
-budget guard) is read at scrape time (:mod:`sync.monitoring.snapshot`). Counters that
-processes produce (CRM calls and errors, portal requests) are tallied in memory
-(:mod:`sync.monitoring.counters`) and added to the ``metric_counters`` table every few
-seconds (:mod:`sync.monitoring.flush`), so any web process's ``/metrics`` answers for
+Both render the one status read model, :class:`sync.service.status.Status`, read at
+scrape time from the database (watermarks, passes, record errors, the outbox, the budget
+guard) and the broker. Counters that
+processes produce (CRM calls and errors, portal requests) are tallied in memory by
+:mod:`sync.telemetry.counters` and added to the ``metric_counters`` table every few
+seconds by :mod:`sync.service.flush`, so any web process's ``/metrics`` answers for
 every worker and web process of the deployment.
 """

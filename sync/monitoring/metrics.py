@@ -1,4 +1,4 @@
-"""The Prometheus exposition: a custom collector that turns a :class:`Snapshot` into metrics.
+"""The Prometheus exposition: a custom collector that turns a :class:`Status` into metrics.
 
 Names and labels are a contract with dashboards and alert rules (see the README's
 Monitoring section). A gauge over a fixed set of label values (mappings, outbox states,
@@ -22,14 +22,15 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from sync.db.repo.monitoring import OUTBOX_STATES
-from sync.monitoring import counters
-from sync.monitoring.snapshot import ROLES, Snapshot
+from sync.service.status import ROLES, Status
+from sync.telemetry import counters
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 PASS_OUTCOMES: tuple[str, ...] = ("ok", "failed", "limit_exceeded", "interrupted")
 KNOWN_ENDPOINTS: tuple[str, ...] = (
     "composite",
+    "composite/graph",
     "composite/sobjects",
     "limits",
     "query",
@@ -51,7 +52,7 @@ StoredSeries = dict[str, list[tuple[dict[str, str], float]]]
 
 
 def index_series(stored: dict[tuple[str, str], float]) -> StoredSeries:
-    """The snapshot's stored counters grouped by series name."""
+    """The status' stored counters grouped by series name."""
     grouped: StoredSeries = defaultdict(list)
     for (name, labels), value in stored.items():
         grouped[name].append((counters.parse_label_string(labels), value))
@@ -113,17 +114,17 @@ def _histogram(
     return family
 
 
-class SnapshotCollector(Collector):
-    """Collects every ``billing_sync_*`` metric from a fresh snapshot on each scrape."""
+class StatusCollector(Collector):
+    """Collects every ``billing_sync_*`` metric from a fresh status on each scrape."""
 
-    def __init__(self, source: Callable[[], Snapshot]) -> None:
+    def __init__(self, source: Callable[[], Status]) -> None:
         self.source = source
 
     def collect(self) -> Iterator[Metric]:
         yield from families(self.source())
 
 
-def families(snap: Snapshot) -> Iterator[Metric]:
+def families(snap: Status) -> Iterator[Metric]:
     """Every metric family of ``snap``."""
     names = [m.name for m in snap.mappings]
     per_mapping = [{"mapping": n} for n in names]
@@ -197,6 +198,17 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         "CRM errors by error code (HTTP_<status> without one; TIMEOUT, CONNECTION_ERROR).",
         "code",
         zeros=[{"code": c} for c in KNOWN_ERROR_CODES],
+    )
+    yield _counter(
+        stored,
+        counters.CRM_LOGINS,
+        "CRM logins by flow and outcome (success, refused, failed), every process together.",
+        ["flow", "outcome"],
+        zeros=[
+            {"flow": f, "outcome": o}
+            for f in ("jwt", "client_credentials", "password")
+            for o in ("success", "refused", "failed")
+        ],
     )
     interval = GaugeMetricFamily(
         "billing_sync_poll_interval_seconds",
@@ -274,8 +286,8 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     yield info
 
 
-def render(source: Callable[[], Snapshot]) -> bytes:
-    """The Prometheus text exposition of a fresh snapshot."""
+def render(source: Callable[[], Status]) -> bytes:
+    """The Prometheus text exposition of a fresh status."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(source))
+    registry.register(StatusCollector(source))
     return generate_latest(registry)

@@ -1,7 +1,8 @@
 """The Billing Portal web app (Starlette), served from the mirrored billing database.
 
-:func:`create_app` wires the pages of :mod:`sync.portal.pages` to their routes, behind
-the security-header, timing and error-page middleware.
+:func:`create_app` builds the one :class:`~sync.portal.kit.PortalKit`, hands it to the
+tab handlers of :mod:`sync.portal.tabs`, and wires them to their routes behind the
+request-id, metrics, timing, security-header and error-page middleware.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from sync.portal.base import HERE, Clock, Denied, utc_now
+from sync.changes.plan import WriteTargets
+from sync.changes.terms import load_terms
+from sync.db.shapes import MIRRORED_SHAPES
+from sync.mapping.loader import default_mappings_dir, load_mappings
+from sync.payments import load_gateway
+from sync.portal.health import Health
+from sync.portal.kit import Clock, Denied, PortalKit, utc_now
 from sync.portal.links import DEFAULT_SESSION_TTL
 from sync.portal.middleware import (
     ErrorPageMiddleware,
@@ -28,7 +35,13 @@ from sync.portal.middleware import (
 )
 from sync.portal.monitoring import Monitor, RequestIdMiddleware, RequestMetricsMiddleware
 from sync.portal.ops import OpsPages
-from sync.portal.pages import Portal
+from sync.portal.rendering import HERE, Templates
+from sync.portal.tabs.account import AccountTab
+from sync.portal.tabs.changes import ChangeFlow
+from sync.portal.tabs.entry import Entry
+from sync.portal.tabs.invoices import InvoicesTab
+from sync.portal.tabs.orders import OrdersTab
+from sync.portal.tabs.products import ProductsTab
 from sync.settings import Settings
 
 
@@ -82,62 +95,76 @@ def create_app(
             and the mapping files of ``settings``).
 
     Raises:
-        SettingsError: ``BILLING_SYNC_PORTAL_SECRET`` is unset or too short.
+        SettingsError: ``BILLING_SYNC_PORTAL_SECRET`` is unset or too short, or the
+            terms file or the payment gateway cannot be loaded.
+        MappingError: the mapping files are unusable.
+        PlanError: a table the portal writes has no mapping.
     """
-    portal = Portal(
-        settings, engine, session_ttl=session_ttl, clock=clock, push_trigger=push_trigger
+    templates = Templates()
+    kit = PortalKit(settings, engine, templates, session_ttl=session_ttl, clock=clock)
+    terms = load_terms(settings.terms_file)
+    gateway = load_gateway(settings.payment_gateway)
+    targets = WriteTargets.from_mappings(
+        load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
     )
+
+    # --- monitoring: /metrics always; the ops dashboard only with BILLING_SYNC_OPS_TOKEN.
+    monitor = monitor or Monitor(settings, engine, clock=clock)
+    health = Health(engine, monitor.status)
+    entry = Entry(kit)
+    products = ProductsTab(kit)
+    orders = OrdersTab(kit, targets)
+    account = AccountTab(kit, terms, gateway)
+    changes = ChangeFlow(kit, account, terms=terms, targets=targets, push_trigger=push_trigger)
+    invoices = InvoicesTab(kit)
 
     def route(path: str, handler: Callable[[Request], Any], methods: list[str]) -> Route:
         return Route(path, _guard(handler), methods=methods)
 
     routes = [
-        Route("/healthz", portal.healthz, methods=["GET"]),
-        Route("/readyz", portal.readyz, methods=["GET"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
         Route("/", _to_portal, methods=["GET"]),
-        route("/portal/enter", portal.enter, ["GET"]),
-        route("/portal/sign-out", portal.sign_out, ["POST"]),
-        route("/portal/accounts", portal.choose_account_page, ["GET"]),
-        route("/portal/accounts", portal.choose_account, ["POST"]),
-        route("/portal/", portal.products, ["GET"]),
-        route("/portal/products/{sfid}", portal.asset, ["GET"]),
-        route("/portal/purchases/licenses", portal.add_licenses, ["POST"]),
-        route("/portal/purchases/credit", portal.add_credit, ["POST"]),
-        route("/portal/orders", portal.orders, ["GET"]),
-        route("/portal/orders/{sfid}", portal.order, ["GET"]),
-        route("/portal/account", portal.account, ["GET"]),
-        route("/portal/account/payment-methods/{sfid}", portal.payment_method, ["GET"]),
-        route("/portal/account/details", portal.update_account, ["POST"]),
-        route("/portal/account/cards", portal.add_card, ["POST"]),
-        route("/portal/account/payment-methods/{sfid}/default", portal.make_default, ["POST"]),
-        route("/portal/account/payment-methods/{sfid}/remove", portal.remove_method, ["POST"]),
-        route("/portal/changes/accept", portal.accept_changes, ["POST"]),
-        route("/portal/changes/{id:int}/discard", portal.discard_change, ["POST"]),
-        route("/portal/changes/sets/{id:int}/restage", portal.restage_set, ["POST"]),
-        route("/portal/invoices", portal.invoices, ["GET"]),
-        route("/portal/invoices/{sfid}", portal.invoice, ["GET"]),
-        route("/portal/invoices/{sfid}/print", portal.invoice_print, ["GET"]),
-        route("/portal/invoices/{sfid}/pdf", portal.invoice_pdf, ["GET"]),
+        route("/portal/enter", entry.enter, ["GET"]),
+        route("/portal/sign-out", entry.sign_out, ["POST"]),
+        route("/portal/accounts", entry.choose_account_page, ["GET"]),
+        route("/portal/accounts", entry.choose_account, ["POST"]),
+        route("/portal/", products.products, ["GET"]),
+        route("/portal/products/{sfid}", products.asset, ["GET"]),
+        route("/portal/purchases/licenses", products.add_licenses, ["POST"]),
+        route("/portal/purchases/credit", products.add_credit, ["POST"]),
+        route("/portal/orders", orders.orders, ["GET"]),
+        route("/portal/orders/{sfid}", orders.order, ["GET"]),
+        route("/portal/account", account.account, ["GET"]),
+        route("/portal/account/payment-methods/{sfid}", account.payment_method, ["GET"]),
+        route("/portal/account/details", account.update_account, ["POST"]),
+        route("/portal/account/cards", account.add_card, ["POST"]),
+        route("/portal/account/payment-methods/{sfid}/default", account.make_default, ["POST"]),
+        route("/portal/account/payment-methods/{sfid}/remove", account.remove_method, ["POST"]),
+        route("/portal/changes/accept", changes.accept_changes, ["POST"]),
+        route("/portal/changes/{id:int}/discard", changes.discard_change, ["POST"]),
+        route("/portal/changes/sets/{id:int}/restage", changes.restage_set, ["POST"]),
+        route("/portal/invoices", invoices.invoices, ["GET"]),
+        route("/portal/invoices/{sfid}", invoices.invoice, ["GET"]),
+        route("/portal/invoices/{sfid}/print", invoices.invoice_print, ["GET"]),
+        route("/portal/invoices/{sfid}/pdf", invoices.invoice_pdf, ["GET"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    # --- monitoring: /metrics always; the ops dashboard only with BILLING_SYNC_OPS_TOKEN.
-    monitor = monitor or Monitor(settings, engine, clock=clock)
     routes.append(Route("/metrics", monitor.metrics, methods=["GET"]))
     if settings.ops_token:
-        static: Callable[[str], str] = portal.env.globals["static"]  # type: ignore[assignment]
-        ops = OpsPages(settings.ops_token, monitor, static)
+        ops = OpsPages(settings.ops_token, monitor, templates)
         routes.extend(ops.routes())
 
     def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404:
-            return portal.message(404, "Not found", "There is nothing at this address.")
+            return kit.message(404, "Not found", "There is nothing at this address.")
         if status == 405:
-            return portal.message(405, "Not allowed", "This address does not take that request.")
-        return portal.message(status, "Request not understood", "Check the address and retry.")
+            return kit.message(405, "Not allowed", "This address does not take that request.")
+        return kit.message(status, "Request not understood", "Check the address and retry.")
 
     def server_error() -> Response:
-        return portal.message(
+        return kit.message(
             500, "Something went wrong", "Please try again in a moment.", "No change was made."
         )
 
@@ -152,6 +179,6 @@ def create_app(
         ],
         exception_handlers={HTTPException: http_error},
     )
-    app.state.portal = portal
+    app.state.portal = kit
     app.state.monitor = monitor
     return app

@@ -1,4 +1,4 @@
-"""How the portal and its PDFs write money, quantities and dates."""
+"""How the portal, the ops pages and the PDFs write money, quantities and dates."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def iso_day(value: dt.date | dt.datetime | None) -> str:
     if isinstance(value, dt.datetime):
         value = value.astimezone(dt.UTC).date()
     return value.isoformat()
+
+
+def utc_time(value: dt.datetime | None) -> str:
+    """``2026-03-05 14:02:09 UTC``; a hyphen when unknown."""
+    if value is None:
+        return "-"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def status_class(status: str | None) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sync.access import is_crm_id
+from sync.clock import utc_now
 from sync.settings import Settings
 
 UTC = dt.UTC
@@ -62,7 +63,7 @@ def _derive(secret: str, purpose: str) -> bytes:
 
 def _now(now: dt.datetime | None) -> dt.datetime:
     if now is None:
-        return dt.datetime.now(UTC)
+        return utc_now()
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return now

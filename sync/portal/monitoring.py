@@ -1,8 +1,9 @@
 """``/metrics`` and the request metrics of the web process.
 
 :class:`Monitor` holds what a scrape needs (settings, engine, the mappings' names and
-tables, a Redis client when a broker is configured) and builds a fresh
-:class:`~sync.monitoring.snapshot.Snapshot` on each call. :class:`RequestMetricsMiddleware`
+tables, a Redis client when a broker is configured) and reads the one status read model
+(:class:`~sync.service.status.Status`) on each call: ``/metrics``, the ops page and
+``/readyz`` render it. :class:`RequestMetricsMiddleware`
 counts every request by route template (never the raw path: ids would make a series
 each) and status, and times it.
 """
@@ -25,17 +26,20 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingSet
-from sync.monitoring import counters, logs, metrics, snapshot
+from sync.monitoring import metrics
 from sync.service.locks import redis_client
+from sync.service.status import Status, StatusReader
 from sync.settings import Settings
+from sync.telemetry import counters, logs
 
 log = logging.getLogger(__name__)
 
 
 class Monitor:
-    """Builds snapshots of the deployment for ``/metrics`` and the ops dashboard."""
+    """Reads the deployment's status for ``/metrics``, the ops dashboard and ``/readyz``."""
 
     def __init__(
         self,
@@ -50,7 +54,7 @@ class Monitor:
         self.clock = clock
         self._mappings = mappings
         self._redis: redis.Redis | None = None
-        self._reader: snapshot.SnapshotReader | None = None
+        self._reader: StatusReader | None = None
         self._lock = threading.Lock()
 
     @property
@@ -58,7 +62,9 @@ class Monitor:
         """The deployment's mappings (loaded from the mapping files on first use)."""
         with self._lock:
             if self._mappings is None:
-                self._mappings = load_mappings(default_mappings_dir(self.settings.mappings_dir))
+                self._mappings = load_mappings(
+                    default_mappings_dir(self.settings.mappings_dir), MIRRORED_SHAPES
+                )
             return self._mappings
 
     def _redis_client(self) -> redis.Redis | None:
@@ -69,18 +75,18 @@ class Monitor:
                 self._redis = redis_client(self.settings.broker_url)
             return self._redis
 
-    def _snapshot_reader(self) -> snapshot.SnapshotReader:
+    def _status_reader(self) -> StatusReader:
         mappings = self.mappings
         with self._lock:
             if self._reader is None:
-                self._reader = snapshot.SnapshotReader(
+                self._reader = StatusReader(
                     self.settings, self.engine, mappings, pending=counters.BUFFER
                 )
             return self._reader
 
-    def snapshot(self) -> snapshot.Snapshot:
-        """The deployment's state, this process's tallies not flushed yet included."""
-        return self._snapshot_reader().take(now=self.clock(), redis_client=self._redis_client())
+    def status(self) -> Status:
+        """The deployment's status, this process's tallies not flushed yet included."""
+        return self._status_reader().read(now=self.clock(), redis_client=self._redis_client())
 
     def close(self) -> None:
         with self._lock:
@@ -90,7 +96,7 @@ class Monitor:
 
     def metrics(self, request: Request) -> Response:
         """``GET /metrics``: the Prometheus text exposition."""
-        return Response(metrics.render(self.snapshot), media_type=metrics.CONTENT_TYPE)
+        return Response(metrics.render(self.status), media_type=metrics.CONTENT_TYPE)
 
 
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:

@@ -19,20 +19,18 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-import jinja2
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from sync.db import repo
 from sync.db.repo import monitoring as monitoring_repo
 from sync.monitoring import charts, outbox
-from sync.portal.base import HERE
 from sync.portal.monitoring import Monitor
+from sync.portal.rendering import Templates
 
 log = logging.getLogger("sync.ops")
 
@@ -87,21 +85,16 @@ def _unauthorized() -> Response:
 
 
 class OpsPages:
-    """The ops dashboard's handlers."""
+    """The ops dashboard's handlers.
 
-    def __init__(self, token: str, monitor: Monitor, static: Callable[[str], str]) -> None:
+    They share the web process's :class:`~sync.portal.rendering.Templates` with the
+    portal, and nothing else of it: no portal session, no portal access check.
+    """
+
+    def __init__(self, token: str, monitor: Monitor, templates: Templates) -> None:
         self.token = token
         self.monitor = monitor
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            auto_reload=False,
-        )
-        self.env.globals.update(duration=charts.duration, static=static)
-        self.env.filters["when"] = _when
+        self.templates = templates
 
     def csrf_token(self, who: str) -> str:
         """The CSRF token of forms shown to ``who``."""
@@ -126,7 +119,7 @@ class OpsPages:
             who = self._authorize(request)
         except OpsDenied:
             return _unauthorized()
-        snap = self.monitor.snapshot()
+        snap = self.monitor.status()
         now = snap.now
         with self.monitor.engine.connect() as conn:
             problems = monitoring_repo.problem_change_sets(conn)
@@ -140,7 +133,8 @@ class OpsPages:
         calls_chart = charts.hourly_columns(
             calls, now=now, title="CRM API calls of pull passes per hour, last 24 hours"
         )
-        html = self.env.get_template("ops.html").render(
+        return self.templates.response(
+            "ops.html",
             who=who,
             csrf_token=self.csrf_token(who),
             snap=snap,
@@ -152,7 +146,6 @@ class OpsPages:
             calls_24h=sum(calls.values()),
             notice=request.query_params.get("done", "")[:200],
         )
-        return HTMLResponse(html)
 
     # --- actions -----------------------------------------------------------------------
 
@@ -226,9 +219,3 @@ def _past(action: str) -> str:
 
 def _back(notice: str) -> Response:
     return RedirectResponse("/ops/?done=" + quote(notice), 303)
-
-
-def _when(value: dt.datetime | None) -> str:
-    if value is None:
-        return "-"
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

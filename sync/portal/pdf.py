@@ -15,6 +15,7 @@ from fpdf import FPDF
 from fpdf.enums import TableCellFillMode, XPos, YPos
 from fpdf.fonts import FontFace
 
+from sync.clock import utc_now
 from sync.portal.formatting import day, money, quantity
 from sync.portal.views import AccountView, InvoiceDetail
 
@@ -70,7 +71,7 @@ def render_invoice_pdf(
     Returns:
         The PDF file's bytes (they start with ``%PDF-``).
     """
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or utc_now()
     inv = detail.invoice
     number = pdf_text(inv.number)
 

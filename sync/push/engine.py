@@ -1,16 +1,17 @@
-"""One push pass: claim due change sets and send each as ONE allOrNone /composite call.
+"""One push pass: claim due change sets and send each as ONE atomic Composite Graph.
 
 For each set, in acceptance order per account:
 
-1. read the current CRM values of the fields it updates (one /composite of GETs, one API
-   call; skipped when the set only creates records);
+1. read the current CRM values of the fields it updates (one /composite of GETs per 25
+   records, one API call each; skipped when the set only creates records);
 2. decide per field (:func:`sync.changes.rules.decide`): the CRM still holds what the
    admin saw -> send; it holds the new value -> nothing to do; anything else -> the set is
    a conflict and nothing is sent;
 3. send the Billing_Authorization__c upsert, the updates (each with ``If-Unmodified-Since``
-   the LastModifiedDate just read) and the creates (upserts by Billing_Sync_Key__c) in one
-   ``/composite`` request with ``allOrNone``: the CRM applies all of it or nothing. A 412
-   means someone wrote the record between 1 and 3: read again.
+   the LastModifiedDate just read) and the creates (upserts by Billing_Sync_Key__c) as
+   one graph of ``/composite/graph`` (:class:`~sync.crm.graph.AtomicWrite`): the CRM
+   applies all of it or nothing. A 412 means someone wrote the record between 1 and 3:
+   read again.
 
 Every write is an upsert on a key derived from the set, or a conditional update whose
 second sending finds "nothing to do": a set resent after a timeout, a crash or a
@@ -29,16 +30,26 @@ from typing import Any
 from sync.changes import outbox
 from sync.changes.plan import WriteTargets, authorization_record
 from sync.changes.pricing import money_text
-from sync.changes.rules import ChangeState, Decision, decide, external_key, same_value, shown
+from sync.changes.rules import (
+    ChangeState,
+    Decision,
+    ItemOutcome,
+    Operation,
+    PushOutcome,
+    decide,
+    external_key,
+    same_value,
+    shown,
+)
 from sync.changes.staging import drop_revoked
 from sync.context import SyncContext
-from sync.crm.answers import subresponse_error
-from sync.crm.client import unmodified_since
+from sync.crm.composite import RecordRead
 from sync.crm.errors import (
     CrmError,
     CrmRequestError,
     RequestLimitExceededError,
 )
+from sync.crm.graph import AtomicWrite
 from sync.db import service_state
 from sync.mapping.transform import parse_sf_datetime
 
@@ -48,7 +59,6 @@ log = logging.getLogger(__name__)
 LIMIT_PAUSE = 300.0
 #: Reads again after a 412 (someone wrote between our read and our write).
 MAX_REREADS = 3
-MAX_SUBREQUESTS = 25
 RETRY_BASE = 1.0
 RETRY_MAX = 300.0
 
@@ -173,7 +183,7 @@ def _push_one(
         report.paused_until = until
         return False
     except CrmRequestError as exc:
-        outcome = _Outcome(ChangeState.FAILED, f"The CRM refused the changes: {exc.message}")
+        outcome = _Outcome(PushOutcome.FAILED, f"The CRM refused the changes: {exc.message}")
     except CrmError as exc:
         delay = retry_delay(view.attempts)
         with ctx.engine.begin() as conn:
@@ -184,7 +194,8 @@ def _push_one(
     finished_at = now or ctx.now()
     with ctx.engine.begin() as conn:
         outbox.set_item_outcomes(conn, outcome.items)
-        if outcome.state is None:
+        final_state = outcome.result.state
+        if final_state is None:
             outbox.defer(
                 conn, set_id, finished_at, retry_delay(view.attempts), outcome.message or ""
             )
@@ -192,12 +203,12 @@ def _push_one(
             outbox.finish(
                 conn,
                 set_id,
-                outcome.state,
+                final_state,
                 finished_at,
                 message=outcome.message,
                 authorization_sfid=outcome.authorization_sfid,
             )
-    if outcome.state is ChangeState.APPLIED:
+    if outcome.result is PushOutcome.APPLIED:
         report.pushed += 1
         report.applied_sets.append(set_id)
         for sobject in {i.sobject for i in view.items} | {targets.authorizations.crm_object}:
@@ -205,14 +216,14 @@ def _push_one(
             if name:
                 report.touched_mappings.add(name)
         log.info("change set %s applied (%d items)", set_id, len(view.items))
-    elif outcome.state is ChangeState.CONFLICT:
+    elif outcome.result is PushOutcome.CONFLICT:
         report.conflicts += 1
-        for sobject in {i.sobject for i in view.items if i.operation == "check"}:
+        for sobject in {i.sobject for i in view.items if i.operation is Operation.CHECK}:
             name = _mapping_of(ctx, sobject)
             if name:
                 report.touched_mappings.add(name)
         log.info("change set %s: conflict: %s", set_id, outcome.message)
-    elif outcome.state is ChangeState.FAILED:
+    elif outcome.result is PushOutcome.FAILED:
         report.failed += 1
         log.warning("change set %s failed: %s", set_id, outcome.message)
     else:
@@ -222,10 +233,10 @@ def _push_one(
 
 @dataclass
 class _Outcome:
-    state: ChangeState | None
+    result: PushOutcome
     message: str | None = None
     authorization_sfid: str | None = None
-    items: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)
+    items: dict[int, tuple[ItemOutcome, Any, bool]] = field(default_factory=dict)
 
 
 @dataclass
@@ -240,41 +251,30 @@ def _lower_keys(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_current(ctx: SyncContext, view: outbox.SetView) -> dict[tuple[str, str], _Current]:
-    """The CRM's current values of every record the set updates (one API call)."""
+    """The CRM's current values of every record the set updates (one API call per 25)."""
     wanted: dict[tuple[str, str], set[str]] = {}
     for item in view.items:
-        if item.operation in ("update", "check") and item.record_sfid and item.field:
+        if (
+            item.operation in (Operation.UPDATE, Operation.CHECK)
+            and item.record_sfid
+            and item.field
+        ):
             wanted.setdefault((item.sobject, item.record_sfid), set()).add(item.field)
+    reads = [
+        RecordRead(sobject, record_id, (*sorted(fields), "LastModifiedDate"))
+        for (sobject, record_id), fields in wanted.items()
+    ]
     out: dict[tuple[str, str], _Current] = {}
-    keys = list(wanted)
-    crm = ctx.crm
-    for start in range(0, len(keys), MAX_SUBREQUESTS):
-        chunk = keys[start : start + MAX_SUBREQUESTS]
-        subs = []
-        for n, (sobject, record_id) in enumerate(chunk):
-            fields = ",".join([*sorted(wanted[sobject, record_id]), "LastModifiedDate"])
-            subs.append(
-                {
-                    "method": "GET",
-                    "url": crm.sobject_url(sobject, record_id) + f"?fields={fields}",
-                    "referenceId": f"r{n}",
-                }
-            )
-        answers = crm.composite(subs)
-        for key, answer in zip(chunk, answers, strict=True):
-            status = answer.get("httpStatusCode")
-            if status == 404:
-                out[key] = _Current({}, None, exists=False)
-                continue
-            error = subresponse_error(answer, method="GET", endpoint=f"{key[0]}/{key[1]}")
-            if error is not None:
-                raise error
-            body = answer.get("body")
-            record = _lower_keys(body if isinstance(body, dict) else {})
-            stamp = record.get("lastmodifieddate")
-            out[key] = _Current(
-                record, parse_sf_datetime(stamp) if isinstance(stamp, str) else None
-            )
+    for answer in ctx.crm.get_many(reads):
+        key = (answer.request.sobject, answer.request.record_id)
+        if not answer.found:
+            out[key] = _Current({}, None, exists=False)
+            continue
+        if answer.error is not None:
+            raise answer.error
+        record = _lower_keys(answer.record or {})
+        stamp = record.get("lastmodifieddate")
+        out[key] = _Current(record, parse_sf_datetime(stamp) if isinstance(stamp, str) else None)
     return out
 
 
@@ -315,50 +315,51 @@ def _send(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _Out
             return _attempt(ctx, targets, view)
         except _Reread:
             log.info("change set %s: a record changed during the push; reading again", view.id)
-    return _Outcome(None, "The CRM records kept changing during the push; trying again.")
+    return _Outcome(
+        PushOutcome.DEFERRED, "The CRM records kept changing during the push; trying again."
+    )
 
 
 def _attempt(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _Outcome:
     current = _read_current(ctx, view)
-    outcomes: dict[int, tuple[str, Any, bool]] = {}
+    outcomes: dict[int, tuple[ItemOutcome, Any, bool]] = {}
     updates: dict[tuple[str, str], dict[str, Any]] = {}
     conflicts: list[str] = []
     for item in view.items:
-        if item.operation == "check" and item.record_sfid and item.field:
+        if item.operation is Operation.CHECK and item.record_sfid and item.field:
             problem = _check(item, current[(item.sobject, item.record_sfid)])
             if problem is None:
-                outcomes[item.id] = ("unchanged", None, False)
+                outcomes[item.id] = (ItemOutcome.UNCHANGED, None, False)
             else:
-                outcomes[item.id] = ("conflict", problem[0], True)
+                outcomes[item.id] = (ItemOutcome.CONFLICT, problem[0], True)
                 conflicts.append(problem[1])
             continue
-        if item.operation != "update" or not item.record_sfid or not item.field:
+        if item.operation is not Operation.UPDATE or not item.record_sfid or not item.field:
             continue
         cur = current[(item.sobject, item.record_sfid)]
         if not cur.exists:
-            outcomes[item.id] = ("conflict", None, True)
+            outcomes[item.id] = (ItemOutcome.CONFLICT, None, True)
             conflicts.append(f"{item.label}: the record was deleted in the CRM")
             continue
         value = cur.values.get(item.field.lower())
         decision = decide(item.old_value, item.new_value, value)
         if decision is Decision.CONFLICT:
-            outcomes[item.id] = ("conflict", value, True)
+            outcomes[item.id] = (ItemOutcome.CONFLICT, value, True)
             conflicts.append(f"{item.label}: the CRM now has {shown(value)}")
         elif decision is Decision.NOTHING:
-            outcomes[item.id] = ("unchanged", None, False)
+            outcomes[item.id] = (ItemOutcome.UNCHANGED, None, False)
         else:
             updates.setdefault((item.sobject, item.record_sfid), {})[item.field] = item.new_value
-            outcomes[item.id] = ("applied", None, False)
+            outcomes[item.id] = (ItemOutcome.APPLIED, None, False)
     if conflicts:
         for item in view.items:
-            if item.id not in outcomes or outcomes[item.id][0] != "conflict":
-                outcomes[item.id] = ("not_sent", None, False)
+            if item.id not in outcomes or outcomes[item.id][0] is not ItemOutcome.CONFLICT:
+                outcomes[item.id] = (ItemOutcome.NOT_SENT, None, False)
         return _Outcome(
-            ChangeState.CONFLICT,
+            PushOutcome.CONFLICT,
             "Changed in the CRM since you saw it: " + "; ".join(conflicts),
             items=outcomes,
         )
-    crm = ctx.crm
     auth = targets.authorizations
     key_field = targets.crm_field(auth, "sync_key")
     set_key = external_key(view.key)
@@ -371,67 +372,60 @@ def _attempt(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _
         summary=view.summary,
         key=set_key,
     )
-    subs: list[dict[str, Any]] = [
-        {
-            "method": "PATCH",
-            "url": crm.sobject_url(auth.crm_object, key_field, set_key),
-            "referenceId": "authorization",
-            "body": _without(record, key_field),
-        }
-    ]
-    labels = {"authorization": "Billing authorization"}
-    for n, ((sobject, record_id), fields) in enumerate(updates.items()):
-        stamp = current[(sobject, record_id)].last_modified
-        sub: dict[str, Any] = {
-            "method": "PATCH",
-            "url": crm.sobject_url(sobject, record_id),
-            "referenceId": f"update{n}",
-            "body": fields,
-        }
-        if stamp is not None:
-            sub["httpHeaders"] = unmodified_since(stamp)
-        subs.append(sub)
-        labels[f"update{n}"] = f"{sobject} {record_id}"
+    write = AtomicWrite()
+    authorization = write.upsert(
+        auth.crm_object, key_field, set_key, record, label="Billing authorization"
+    )
+    for (sobject, record_id), fields in updates.items():
+        write.update(
+            sobject,
+            record_id,
+            fields,
+            label=f"{sobject} {record_id}",
+            unmodified_since=current[(sobject, record_id)].last_modified,
+        )
     for item in view.items:
-        if item.operation != "create" or not item.external_key or not item.field:
+        if item.operation is not Operation.CREATE or not item.external_key or not item.field:
             continue
-        ref = f"create{item.position}"
-        subs.append(
-            {
-                "method": "PATCH",
-                "url": crm.sobject_url(item.sobject, item.field, item.external_key),
-                "referenceId": ref,
-                "body": _without(dict(item.new_value), item.field),
-            }
+        # Later items name this one as @{create<position>.id} (see sync.changes.plan).
+        write.upsert(
+            item.sobject,
+            item.field,
+            item.external_key,
+            dict(item.new_value),
+            label=item.label,
+            reference=f"create{item.position}",
         )
-        labels[ref] = item.label
-        outcomes[item.id] = ("applied", None, False)
-    if len(subs) > MAX_SUBREQUESTS:
+        outcomes[item.id] = (ItemOutcome.APPLIED, None, False)
+    too_big = write.shape.problem()
+    if too_big is not None:
         return _Outcome(
-            ChangeState.FAILED,
-            f"This change set needs {len(subs)} CRM writes; one request takes at most "
-            f"{MAX_SUBREQUESTS}.",
-            items=outcomes,
+            PushOutcome.FAILED,
+            f"This change set cannot be sent as one all-or-nothing request: {too_big}.",
+            items=_failed(outcomes),
         )
-    answers = crm.composite(subs, all_or_none=True)
-    if any(a.get("httpStatusCode") == 412 for a in answers):
+    result = ctx.crm.write_atomic(write)
+    if result.stale:
         raise _Reread
-    failures = []
-    for answer in answers:
-        error = subresponse_error(answer, method="PATCH", endpoint=str(answer.get("referenceId")))
-        if error is None or error.error_code == "PROCESSING_HALTED":
-            continue
-        if isinstance(error, CrmRequestError):
-            what = labels.get(str(answer.get("referenceId")), "")
-            failures.append(f"{what}: {error.error_code}: {error.message}")
-        else:
-            raise error
-    if failures:
-        return _Outcome(ChangeState.FAILED, "; ".join(failures), items=_failed(outcomes))
-    body = answers[0].get("body")
-    authorization = body.get("id") if isinstance(body, dict) else None
-    return _Outcome(ChangeState.APPLIED, None, authorization, outcomes)
+    if not result.committed:
+        failures = []
+        for failed in result.results:
+            if failed.error is None:
+                continue
+            if not isinstance(failed.error, CrmRequestError):
+                raise failed.error
+            failures.append(f"{failed.label}: {failed.error.error_code}: {failed.error.message}")
+        if not failures:
+            raise CrmError("the CRM applied none of the change set and named no reason")
+        return _Outcome(PushOutcome.FAILED, "; ".join(failures), items=_failed(outcomes))
+    return _Outcome(PushOutcome.APPLIED, None, result.get(authorization).record_id, outcomes)
 
 
-def _failed(outcomes: dict[int, tuple[str, Any, bool]]) -> dict[int, tuple[str, Any, bool]]:
-    return {k: ("not_sent" if v[0] == "applied" else v[0], v[1], v[2]) for k, v in outcomes.items()}
+def _failed(
+    outcomes: dict[int, tuple[ItemOutcome, Any, bool]],
+) -> dict[int, tuple[ItemOutcome, Any, bool]]:
+    """Nothing was written: an item that would have been applied was not sent."""
+    return {
+        k: (ItemOutcome.NOT_SENT if v[0] is ItemOutcome.APPLIED else v[0], v[1], v[2])
+        for k, v in outcomes.items()
+    }

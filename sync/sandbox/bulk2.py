@@ -38,7 +38,9 @@ from sync.sandbox.errors import ApiError, method_not_allowed, not_found
 from sync.sandbox.rest import ApiRequest, ApiResponse, RestApi
 from sync.sandbox.schema import FieldDef, ObjectDef, Schema
 from sync.sandbox.selection import Column, read_rows
+from sync.sandbox.soql import SoqlError, compile_select, parse
 from sync.sandbox.soql.compiler import ParentColumn
+from sync.sandbox.soql.lexer import Kind, tokenize
 from sync.sandbox.store import ROW_COLUMN, Store
 from sync.sandbox.values import REAL_TYPES
 
@@ -248,9 +250,6 @@ def _label(column: Column) -> str:
 
 def _refusal(text: str, obj_hint: str | None) -> str | None:
     """What Bulk refuses in ``text``, judged on its tokens, or None."""
-    from sync.sandbox.soql.errors import SoqlError
-    from sync.sandbox.soql.lexer import Kind, tokenize
-
     try:
         tokens = tokenize(text)
     except SoqlError:
@@ -404,8 +403,6 @@ class BulkQueries:
 
     def create(self, req: ApiRequest) -> ApiResponse:
         """``POST /jobs/query``: validate, take the snapshot, answer UploadComplete."""
-        from sync.sandbox.soql import SoqlError, compile_select, parse
-
         body = req.json_object()
         operation = body.get("operation")
         if operation not in ("query", "queryAll"):

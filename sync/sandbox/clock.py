@@ -7,13 +7,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
+from sync.clock import utc_now
+
 Now = Callable[[], datetime]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
 
 
 def to_ms(moment: datetime) -> int:

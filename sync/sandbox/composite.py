@@ -66,7 +66,7 @@ def _lookup(value: Any, path: str) -> Any:
     return value
 
 
-def _substitute(value: Any, results: dict[str, Any]) -> Any:
+def substitute(value: Any, results: dict[str, Any]) -> Any:
     """``value`` with every ``@{ref.path}`` replaced; raises KeyError when unresolved."""
     if isinstance(value, str):
         whole = _REFERENCE.fullmatch(value)
@@ -74,13 +74,13 @@ def _substitute(value: Any, results: dict[str, Any]) -> Any:
             return _lookup(results[whole.group(1)], whole.group(2))
         return _REFERENCE.sub(lambda m: str(_lookup(results[m.group(1)], m.group(2))), value)
     if isinstance(value, list):
-        return [_substitute(v, results) for v in value]
+        return [substitute(v, results) for v in value]
     if isinstance(value, dict):
-        return {k: _substitute(v, results) for k, v in value.items()}
+        return {k: substitute(v, results) for k, v in value.items()}
     return value
 
 
-def _split(url: str) -> SplitResult | None:
+def split_url(url: str) -> SplitResult | None:
     """``url``'s parts, or None when it is not a URL at all."""
     try:
         return urlsplit(url)
@@ -89,7 +89,7 @@ def _split(url: str) -> SplitResult | None:
 
 
 def _is_query_or_collection(url: str) -> bool:
-    split = _split(url)
+    split = split_url(url)
     if split is None:
         return False
     parts = [p for p in split.path.split("/") if p]
@@ -99,7 +99,8 @@ def _is_query_or_collection(url: str) -> bool:
     return rest[0] in ("query", "queryAll") or rest[:2] == ["composite", "sobjects"]
 
 
-def _subrequest(item: Any) -> tuple[str, str, str]:
+def parse_subrequest(item: Any) -> tuple[str, str, str]:
+    """(method, url, referenceId) of a subrequest; raises ApiError 400 when malformed."""
     if not isinstance(item, dict):
         raise json_parser_error("Each compositeRequest item must be an object")
     method, url, ref = item.get("method"), item.get("url"), item.get("referenceId")
@@ -115,13 +116,18 @@ def _subrequest(item: Any) -> tuple[str, str, str]:
     return method.upper(), url, ref
 
 
-def _halted(ref: str, message: str = _HALTED) -> dict[str, Any]:
+def halted_answer(ref: str, message: str = _HALTED) -> dict[str, Any]:
+    """The PROCESSING_HALTED answer of a subrequest that did not run or was rolled back."""
     return {
         "body": [{"errorCode": "PROCESSING_HALTED", "message": message}],
         "httpHeaders": {},
         "httpStatusCode": 400,
         "referenceId": ref,
     }
+
+
+def _unresolved(ref: str) -> str:
+    return f"Invalid reference specified. No value found for {ref}."
 
 
 class Composite:
@@ -143,7 +149,7 @@ class Composite:
         items = body.get("compositeRequest")
         if not isinstance(items, list) or not items:
             raise ApiError(400, "INVALID_INPUT", "compositeRequest must be a non-empty array")
-        subs = [_subrequest(item) for item in items]
+        subs = [parse_subrequest(item) for item in items]
         if len(subs) > MAX_SUBREQUESTS:
             raise ApiError(
                 400,
@@ -173,8 +179,8 @@ class Composite:
                     raise _Rollback
         except _Rollback:
             failed = out[-1]
-            out = [failed if item is failed else _halted(item["referenceId"]) for item in out]
-            out.extend(_halted(ref) for ref in refs[len(out) :])
+            out = [failed if item is failed else halted_answer(item["referenceId"]) for item in out]
+            out.extend(halted_answer(ref) for ref in refs[len(out) :])
         return ApiResponse(200, {"compositeResponse": out})
 
     def _run(
@@ -190,15 +196,17 @@ class Composite:
         for item, (method, url, ref) in zip(items, subs, strict=True):
             try:
                 # a reference may stand for the whole URL; whatever it holds becomes text
-                url = str(_substitute(url, results))
-                sub_body = _substitute(item.get("body"), results)
+                url = str(substitute(url, results))
+                sub_body = substitute(item.get("body"), results)
             except KeyError:
-                out.append(_halted(ref, f"Invalid reference specified. No value found for {ref}."))
+                out.append(
+                    halted_answer(ref, f"Invalid reference specified. No value found for {ref}.")
+                )
                 if stop_on_error:
                     return False
                 continue
             headers = {str(k).lower(): str(v) for k, v in (item.get("httpHeaders") or {}).items()}
-            answer = self._one(req, method, url, sub_body, headers)
+            answer = self.run_one(req, method, url, sub_body, headers)
             entry: dict[str, Any] = {
                 "body": answer.body,
                 "httpHeaders": answer.headers,
@@ -212,10 +220,11 @@ class Composite:
                 return False
         return True
 
-    def _one(
+    def run_one(
         self, req: ApiRequest, method: str, url: str, body: Any, headers: dict[str, str]
     ) -> ApiResponse:
-        parts = _split(url)
+        """One subrequest through the REST API, as /composite and /composite/graph run it."""
+        parts = split_url(url)
         segments = [p for p in parts.path.split("/") if p] if parts else []
         if parts is None or segments[:2] != ["services", "data"] or len(segments) < 3:
             return ApiResponse(404, not_found().body())

@@ -18,6 +18,7 @@ compound fields Salesforce sends (``BillingAddress: {"City": ...}``, changed fie
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -80,8 +81,6 @@ def channel_of(object_name: str) -> str:
 
 def schema_id(object_name: str) -> str:
     """A stable schema id per event type (what ``data.schema`` names)."""
-    import hashlib
-
     return hashlib.sha256(channel_of(object_name).encode()).hexdigest()[:22]
 
 

@@ -22,6 +22,7 @@ from sync.sandbox import ids
 from sync.sandbox.errors import ApiError
 from sync.sandbox.schema import FieldDef, ObjectDef, Schema
 from sync.sandbox.selection import read_rows
+from sync.sandbox.soql import SoqlError, compile_select, parse
 from sync.sandbox.soql.compiler import ParentColumn
 from sync.sandbox.store import ROW_COLUMN, Store
 from sync.sandbox.values import NUMBER_TYPES, soql_value_from_sqlite
@@ -149,8 +150,6 @@ class QueryService:
         Raises:
             ApiError: 400 MALFORMED_QUERY, INVALID_FIELD or INVALID_TYPE.
         """
-        from sync.sandbox.soql import SoqlError, compile_select, parse
-
         if len(text) > MAX_SOQL_LENGTH:
             raise ApiError(
                 400,

@@ -22,17 +22,13 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync.clock import utc_now
 from sync.db import service_state
 
 log = logging.getLogger(__name__)
 
 PERIOD = 5.0
 """Seconds between beats."""
-
-
-def utc_now() -> dt.datetime:
-    """The current time, aware, in UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,10 +27,16 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync import pull as pull_engine
+from sync import push as push_engine
+from sync.clock import utc_now
 from sync.crm.errors import CrmError
-from sync.db import service_state
+from sync.db import repo, service_state
 from sync.db.models import SyncState
 from sync.service import budget as budget_rules
+from sync.service import listener_status as events_status
+from sync.service.budget_store import budget_policy, read_budget
+from sync.service.listener_status import listening_mappings
 from sync.service.locks import LockProvider
 
 if TYPE_CHECKING:
@@ -56,11 +61,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     requests.RequestException,
     OSError,
 )
-
-
-def utc_now() -> dt.datetime:
-    """The current time, aware, in UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 def retry_delay(attempt: int) -> float:
@@ -201,21 +201,6 @@ class Runtime:
             self._usage_seen = usage
 
 
-def budget_policy(settings: Settings, mapping_count: int) -> budget_rules.BudgetPolicy:
-    """The guard's policy: configured interval, budget share, cost of one idle check."""
-    return budget_rules.BudgetPolicy(
-        base_interval=settings.pull_interval,
-        share=settings.api_budget,
-        # The idle check sends one /composite request per five mappings.
-        poll_cost=float(max(1, math.ceil(mapping_count / 5))),
-    )
-
-
-def read_budget(engine: Any) -> budget_rules.BudgetState:
-    """The stored budget state (fresh when none is stored yet)."""
-    return budget_rules.BudgetState.from_dict(service_state.read(engine, service_state.BUDGET_KEY))
-
-
 def paused_mappings(ctx: SyncContext) -> set[str]:
     """Names of the mappings whose polling is paused."""
     with ctx.engine.connect() as conn:
@@ -251,7 +236,6 @@ def listening_now(rt: Runtime, now: dt.datetime) -> set[str]:
     """Mappings a healthy events listener covers now (empty: poll them all as configured)."""
     if not rt.settings.events_enabled:
         return set()
-    from sync.events.status import listening_mappings
 
     try:
         return listening_mappings(rt.ctx.engine, now)
@@ -317,7 +301,6 @@ def _mark_in_step(rt: Runtime, unchanged: list[str], now: dt.datetime) -> None:
     """Record that the check found ``unchanged`` in step with the CRM (for monitoring)."""
     if not unchanged:
         return
-    from sync.db import repo
 
     try:
         with rt.ctx.engine.begin() as conn:
@@ -342,9 +325,6 @@ def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
         What was done; a failed check is reported (and recorded for the guard's
         backoff and for status), not raised: the next tick is the retry.
     """
-    from sync.events import status as events_status
-    from sync.pull import changed_mappings
-
     now = rt.clock()
     # While the events listener is healthy, the mappings it covers are checked only at
     # the safety interval; the others (refused channels, events: false) as configured.
@@ -371,7 +351,7 @@ def poll(rt: Runtime, enqueue: Callable[[str], None]) -> PollReport:
         return PollReport(polled=True, decision=decision)
     try:
         _learn_limit(rt, now)
-        changed = changed_mappings(rt.ctx, names, now=now)
+        changed = pull_engine.changed_mappings(rt.ctx, names, now=now)
     except TRANSIENT_ERRORS as exc:
         message = f"{type(exc).__name__}: {exc}"
         log.warning("change check failed: %s", message)
@@ -430,15 +410,13 @@ def pull(rt: Runtime, name: str, *, full: bool = False) -> PassResult | None:
         PassFailedError: the pass failed (CRM or database trouble); the runner retries.
         redis.RedisError: the lock could not be taken (Redis unreachable); retried too.
     """
-    from sync.pull import pull_mapping
-
     rt.locks.clear_queued(name)
     lock = rt.locks.lock(name)
     if not lock.acquire():
         log.info("%s is being pulled by another worker; skipped", name)
         return None
     try:
-        result = pull_mapping(rt.ctx, name, full=full, now=rt.clock())
+        result = pull_engine.pull_mapping(rt.ctx, name, full=full, now=rt.clock())
     except BaseException:
         lock.release()
         rt.account(one_off=full)
@@ -472,8 +450,6 @@ def reconcile(rt: Runtime) -> ReconcileReport:
     A mapping whose lock is held is skipped this time (its pull is running); the next
     run takes it.
     """
-    from sync.pull import reconcile_mapping
-
     paused = paused_mappings(rt.ctx)
     results: dict[str, Any] = {}
     skipped: list[str] = []
@@ -485,7 +461,7 @@ def reconcile(rt: Runtime) -> ReconcileReport:
             skipped.append(name)
             continue
         try:
-            results[name] = reconcile_mapping(rt.ctx, name, now=rt.clock())
+            results[name] = pull_engine.reconcile_mapping(rt.ctx, name, now=rt.clock())
         finally:
             lock.release()
             rt.account(one_off=True)
@@ -503,10 +479,8 @@ def push(rt: Runtime, enqueue: Callable[[str], None] | None = None) -> PushRepor
     Returns:
         What the pass did.
     """
-    from sync.push import push_pending
-
     try:
-        report = push_pending(rt.ctx)
+        report = push_engine.push_pending(rt.ctx)
     finally:
         rt.account(one_off=True)
     if enqueue is not None and report.touched_mappings:

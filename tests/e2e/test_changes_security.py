@@ -11,6 +11,7 @@ import httpx
 from sqlalchemy import func, select
 
 from sync.changes.staging import drop_revoked
+from sync.db import service_state
 from sync.db.models import AccountContactRole, ChangeSet, StagedChange
 from tests.support.portal_data import link_path
 
@@ -38,6 +39,20 @@ def test_given_the_session_token_when_posting_then_the_change_is_staged(client, 
 
     assert response.status_code == 303, response.text
     assert staged_count(engine) == 1
+
+
+def test_given_the_crms_field_limits_when_a_longer_value_is_posted_then_400_and_nothing_staged(
+    client, world, engine
+):
+    now = dt.datetime.now(dt.UTC)
+    service_state.write(engine, service_state.FIELD_LIMITS_KEY, {"accounts": {"phone": 8}}, now)
+    token = sign_in(client, world.admin)
+
+    response = client.post("/portal/account/details", data={**PHONE_FORM, "csrf_token": token})
+
+    assert response.status_code == 400, response.text
+    assert "at most 8 fit" in response.text
+    assert staged_count(engine) == 0
 
 
 def test_given_no_or_a_wrong_csrf_token_when_posting_then_403_and_nothing_staged(

@@ -20,7 +20,7 @@ import redis
 from sqlalchemy import Engine
 
 from sync.db.engine import make_engine, upgrade
-from sync.events.status import listener_status
+from sync.service.listener_status import listener_status
 from tests.support.sandbox import running_sandbox, set_faults
 from tests.support.workers import (
     BIN,
@@ -133,7 +133,7 @@ def test_given_status_json_when_the_listener_state_is_stored_then_shown(tmp_path
     engine = make_engine(database_url)
     upgrade(engine)
     from sync.db import service_state
-    from sync.events.status import STATUS_KEY
+    from sync.service.listener_status import STATUS_KEY
 
     service_state.write(
         engine,

@@ -26,13 +26,14 @@ from sync.db.models import SyncPass
 from sync.db.repo import events as replay_repo
 from sync.events.listener import ListenerOptions
 from sync.events.runner import ListenerThreads, in_process
-from sync.events.status import SAFETY_KEY, listener_status
 from sync.pull import pull_all
 from sync.sandbox.server import SandboxConfig, SandboxServer
 from sync.service.jobs import Runtime
+from sync.service.listener_status import SAFETY_KEY, listener_status
 from sync.service.locks import LocalLocks
 from sync.service.scheduler import InProcessScheduler
 from tests.support.pull import crm_client, make_context
+from tests.support.sandbox import jwt_keys
 from tests.support.workers import wait_until
 
 ACCOUNTS = "/data/AccountChangeEvent"
@@ -44,7 +45,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
     srv = SandboxServer(
-        SandboxConfig(seed=2, seed_random=3, cometd_timeout=0.5, daily_limit=50_000_000)
+        SandboxConfig(
+            seed=2,
+            seed_random=3,
+            cometd_timeout=0.5,
+            daily_limit=50_000_000,
+            jwt_cert=str(jwt_keys().cert_file),
+        )
     )
     srv.start()
     yield srv

@@ -152,6 +152,7 @@ def accept_direct(
     card: bool = False,
     card_default: bool = False,
     purchases: list[tuple[str, str, str]] | None = None,
+    more_cards: int = 0,
 ) -> int:
     """Stage and accept changes as the portal does, without a browser; the set's id.
 
@@ -162,6 +163,7 @@ def accept_direct(
         card: add the 4242 test card.
         card_default: ... as the default method.
         purchases: (kind, product sfid, quantity as typed) staged as the purchase forms do.
+        more_cards: this many more test cards (not default), one staged change each.
     """
     import datetime as dt
 
@@ -197,6 +199,8 @@ def accept_direct(
                 is_one_time=False,
                 now=now,
             )
+        for _ in range(more_cards):
+            stage_test_card(conn, admin, now)
         for kind, product, quantity in purchases or []:
             from sync.changes.purchases import stage_purchase
             from sync.changes.rules import ChangeKind
@@ -216,8 +220,22 @@ def accept_direct(
                 user_agent="pytest",
             ),
             WriteTargets.from_mappings(ctx.mappings),
-            now,
+            # Accept comes after the staging (which takes a while for large sets).
+            dt.datetime.now(dt.UTC),
         )
+
+
+def stage_test_card(conn: Any, admin: Admin, now: Any) -> None:
+    """Stage one more 4242 test card (not default) for ``admin``, as the card form does."""
+    from sync.changes.staging import stage_card
+    from sync.payments import CardDetails, TestGateway
+
+    token = TestGateway().tokenize(
+        CardDetails(CARD, CVC, 12, now.year + 3, "Card Holder"), today=now.date()
+    )
+    stage_card(
+        conn, admin.contact, admin.account, token, is_default=False, is_one_time=False, now=now
+    )
 
 
 def set_state(ctx: SyncContext, set_id: int) -> tuple[str, str | None]:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from sync.monitoring import counters
+from sync.telemetry import counters
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

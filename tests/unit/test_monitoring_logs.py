@@ -9,8 +9,8 @@ import logging
 import pytest
 
 from sync.crm.usage import endpoint_name
-from sync.monitoring import logs
 from sync.settings import Settings, SettingsError
+from sync.telemetry import logs
 
 
 @pytest.fixture

@@ -11,15 +11,17 @@ from sqlalchemy import create_engine, insert, select
 from sync.db import repo
 from sync.db.models import Account, AuditEntry, ChangeSet, RecordError, SyncPass
 from sync.db.repo.metrics import read_counters
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
-from sync.monitoring import counters, metrics, outbox
-from sync.monitoring.flush import flush
+from sync.monitoring import metrics, outbox
 from sync.portal.monitoring import Monitor
+from sync.service.flush import flush
 from sync.settings import Settings
+from sync.telemetry import counters
 from tests.support.metrics import clear_buffer, label_values, parse, value
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
-MAPPINGS = load_mappings(default_mappings_dir(None))
+MAPPINGS = load_mappings(default_mappings_dir(None), MIRRORED_SHAPES)
 
 EVERY_METRIC = [
     "billing_sync_mapping_lag_seconds",
@@ -54,7 +56,7 @@ def monitor(engine):
 
 
 def scrape(monitor: Monitor):
-    return parse(metrics.render(monitor.snapshot).decode())
+    return parse(metrics.render(monitor.status).decode())
 
 
 def change_set(engine, n: int, state: str, accepted: dt.datetime, finished=None) -> int:
@@ -363,28 +365,28 @@ def test_given_pass_history_when_calls_per_hour_asked_then_grouped_by_utc_hour(e
 def test_given_counts_kept_between_scrapes_when_rows_change_then_recounted_by_state_or_age(
     engine,
 ):
-    from sync.monitoring.snapshot import RECOUNT_AFTER, SnapshotReader
+    from sync.service.status import RECOUNT_AFTER, StatusReader
 
     def account(n: int, when: dt.datetime) -> dict:
         return {"sfid": f"001000000000{n:06d}", "system_modstamp": when, "synced_at": when}
 
-    reader = SnapshotReader(Settings(), engine, MAPPINGS)
+    reader = StatusReader(Settings(), engine, MAPPINGS)
     live = lambda snap, name: next(m.live for m in snap.mappings if m.name == name)  # noqa: E731
     with engine.begin() as conn:
         conn.execute(insert(Account), [account(1, NOW)])
-    assert live(reader.take(now=NOW), "accounts") == 1
+    assert live(reader.read(now=NOW), "accounts") == 1
 
     with engine.begin() as conn:  # a write that leaves the mapping's state alone
         conn.execute(insert(Account), [account(2, NOW)])
-    assert live(reader.take(now=NOW), "accounts") == 1  # kept: nothing said it changed
+    assert live(reader.read(now=NOW), "accounts") == 1  # kept: nothing said it changed
 
     with engine.begin() as conn:  # a pass stores a page: rows and state together
         conn.execute(insert(Account), [account(3, NOW)])
         repo.save_state(conn, "accounts", NOW + dt.timedelta(seconds=1), watermark=NOW)
-    assert live(reader.take(now=NOW), "accounts") == 3
+    assert live(reader.read(now=NOW), "accounts") == 3
 
     with engine.begin() as conn:
         conn.execute(insert(Account), [account(4, NOW)])
     later = NOW + dt.timedelta(seconds=RECOUNT_AFTER + 1)
-    refreshed = [live(reader.take(now=later), "accounts") for _ in MAPPINGS.names]
+    refreshed = [live(reader.read(now=later), "accounts") for _ in MAPPINGS.names]
     assert refreshed[-1] == 4  # every aged table is recounted, one per scrape

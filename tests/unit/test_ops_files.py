@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sync.monitoring import counters
 from sync.portal.monitoring import Monitor
 from sync.settings import Settings
+from sync.telemetry import counters
 from tests.support.metrics import clear_buffer, parse
 from tests.unit.test_monitoring_metrics import MAPPINGS, NOW
 
@@ -42,7 +42,7 @@ def exposed(tmp_path_factory) -> set[str]:
     try:
         from sync.monitoring import metrics
 
-        types, _ = parse(metrics.render(monitor.snapshot).decode())
+        types, _ = parse(metrics.render(monitor.status).decode())
     finally:
         monitor.close()
         engine.dispose()

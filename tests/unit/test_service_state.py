@@ -42,6 +42,15 @@ def test_given_documents_when_read_by_prefix_then_only_matching_keys(engine):
     assert service_state.read(engine, "missing") is None
 
 
+def test_given_stored_field_limits_when_read_then_lengths_by_table_and_column(engine):
+    assert service_state.field_limits(engine) == {}
+    service_state.write(
+        engine, service_state.FIELD_LIMITS_KEY, {"accounts": {"name": 255, "phone": "40"}}, NOW
+    )
+
+    assert service_state.field_limits(engine) == {"accounts": {"name": 255, "phone": 40}}
+
+
 def test_given_in_process_runner_when_beating_then_status_sees_it_until_stopped(engine):
     clock = [NOW]
     writer = heartbeats.HeartbeatWriter(

@@ -9,11 +9,14 @@ from sync.crm.errors import TransientCrmError
 from sync.settings import Settings
 from workers import app as app_module
 from workers import tasks
+from workers.process import ProcessRuntime
 
 
 @pytest.fixture
 def fresh_runtime(monkeypatch):
-    monkeypatch.setattr(tasks, "settings", Settings(broker_url="redis://127.0.0.1:1/0"))
+    monkeypatch.setattr(
+        tasks, "process", ProcessRuntime(Settings(broker_url="redis://127.0.0.1:1/0"))
+    )
     tasks.reset_runtime()
     yield
     tasks.reset_runtime()

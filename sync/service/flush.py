@@ -17,19 +17,15 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync.clock import utc_now
 from sync.db import service_state
 from sync.db.repo.metrics import add_counters, raise_gauges
-from sync.monitoring.counters import BUFFER, CounterBuffer
+from sync.telemetry.counters import BUFFER, CounterBuffer
 
 log = logging.getLogger(__name__)
 
 PERIOD = 5.0
 """Seconds between flushes."""
-
-
-def utc_now() -> dt.datetime:
-    """The current time, aware, in UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 def flush(

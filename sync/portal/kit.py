@@ -1,47 +1,48 @@
-"""The portal's gate: who is asking (signed session cookie) and what they may see.
+"""The portal's shared kit: who is asking, what they may see, and how pages are drawn.
 
-Every portal request goes through :meth:`PortalBase.authorize`: the cookie says who the
-person is; the *current* mirrored roles say what they may see. A Billing Admin sees the
-chosen account; anyone else gets the "new billing portal coming soon" page (403) and no
-billing data; a missing or bad cookie gets the "sign in through the community portal"
-page (401).
+Every tab handler of :mod:`sync.portal.tabs` holds the one :class:`PortalKit` of the
+app and goes through :meth:`PortalKit.authorize` on every request: the signed session
+cookie says who the person is; the *current* mirrored roles say what they may see. A
+Billing Admin sees the chosen account; anyone else gets the "new billing portal coming
+soon" page (403) and no billing data; a missing or bad cookie gets the "sign in through
+the community portal" page (401).
+
+Every state-changing request goes through :meth:`PortalKit.post`, which checks, in this
+order: the signed session and the *current* Billing Admin role, the session's CSRF
+token, and the Origin (or Referer) of the request. Only then does the handler's work run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import jinja2
 from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from sync.access import AdminAccount, ContactRef, contact_access
-from sync.monitoring import counters
-from sync.portal import formatting
+from sync.changes.staging import list_staged
+from sync.clock import utc_now
 from sync.portal.links import DEFAULT_SESSION_TTL, InvalidToken, PortalSession, PortalSigner
+from sync.portal.rendering import Templates
 from sync.settings import Settings
+from sync.telemetry import counters
 
 log = logging.getLogger("sync.portal")
 
-HERE = Path(__file__).resolve().parent
 COOKIE_NAME = "billing_portal"
 # Over https the cookie gets the __Host- prefix: browsers then insist on Secure, Path=/
 # and no Domain, so no sibling subdomain can plant or overwrite it.
 SECURE_COOKIE_NAME = "__Host-billing_portal"
 
 Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    """The current time, aware, in UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -62,48 +63,38 @@ class Denied(Exception):
         self.response = response
 
 
-def _static_versions() -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
-        for p in (HERE / "static").iterdir()
-        if p.is_file()
-    }
+class Forbidden(Exception):
+    """A POST without a valid CSRF token or from another origin."""
 
 
-class PortalBase:
-    """What every portal page needs: templates, the session cookie and the access gate."""
+#: The work of a POST handler, run once every check has passed, inside the request's
+#: database transaction.
+PostWork = Callable[[Request, Connection, Viewer, FormData], Response]
+
+
+class PortalKit:
+    """What every portal page needs: the database, templates, the session and the gate."""
 
     def __init__(
         self,
         settings: Settings,
         engine: Engine,
+        templates: Templates,
         *,
         session_ttl: float = DEFAULT_SESSION_TTL,
         clock: Clock = utc_now,
     ) -> None:
+        """Hold the settings, the database and the templates; sign with the portal secret.
+
+        Raises:
+            SettingsError: ``BILLING_SYNC_PORTAL_SECRET`` is unset or too short.
+        """
         self.settings = settings
         self.engine = engine
+        self.templates = templates
         self.signer = PortalSigner(settings.require_portal_secret(), session_ttl=session_ttl)
         self.clock = clock
         self.public_https = settings.public_url.startswith("https://")
-        versions = _static_versions()
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            # Templates ship with the code: no need to stat them on every request.
-            auto_reload=False,
-        )
-        self.env.globals.update(
-            money=formatting.money,
-            quantity=formatting.quantity,
-            day=formatting.day,
-            iso_day=formatting.iso_day,
-            status_class=formatting.status_class,
-            static=lambda name: f"/static/{name}?v={versions.get(name, '0')}",
-        )
 
     # --- rendering --------------------------------------------------------------------
 
@@ -113,10 +104,12 @@ class PortalBase:
         context.setdefault("tab", None)
         context.setdefault("csrf_token", "")
         context.setdefault("pending_count", 0)
-        return HTMLResponse(self.env.get_template(name).render(**context), status_code)
+        return self.templates.response(name, status_code, **context)
 
     def page(self, viewer: Viewer, name: str, status_code: int = 200, **context: Any) -> Response:
-        """Render a page of the signed-in portal (layout with tabs and sign-out form)."""
+        """Render a page of the signed-in portal: tabs, pending changes, sign-out form."""
+        if "pending_count" not in context:
+            context["pending_count"] = self.pending_count(viewer)
         return self.render(
             name,
             status_code,
@@ -125,9 +118,20 @@ class PortalBase:
             **context,
         )
 
+    def pending_count(self, viewer: Viewer) -> int:
+        """How many changes the viewer has staged for the chosen account."""
+        if viewer.account is None:
+            return 0
+        with self.engine.connect() as conn:
+            return len(list_staged(conn, viewer.contact.sfid, viewer.account.sfid))
+
     def message(self, status_code: int, heading: str, *paragraphs: str) -> HTMLResponse:
         """A plain page with a heading and a few sentences."""
         return self.render("message.html", status_code, heading=heading, paragraphs=paragraphs)
+
+    def form_expired(self) -> HTMLResponse:
+        """403: a form whose CSRF token (or origin) is not the session's."""
+        return self.message(403, "This form has expired", "Reload the page and try again.")
 
     def sign_in_page(self, request: Request) -> Response:
         """401: the person must come in through the community portal."""
@@ -187,6 +191,8 @@ class PortalBase:
             samesite="lax",
         )
 
+    # --- the gate ---------------------------------------------------------------------
+
     def authorize(
         self, request: Request, conn: Connection | None = None, *, need_account: bool = True
     ) -> Viewer:
@@ -224,13 +230,60 @@ class PortalBase:
             raise Denied(RedirectResponse("/portal/accounts", 303))
         return Viewer(session, contact, accounts, chosen)
 
-    def csrf_ok(self, session: PortalSession, form: Any) -> bool:
-        """True when a POSTed form carries ``session``'s CSRF token (``csrf_token``)."""
-        token = form.get("csrf_token")
-        return self.signer.check_csrf(session, token if isinstance(token, str) else None)
-
     def scoped(self, request: Request, conn: Connection) -> tuple[Viewer, str]:
         """:meth:`authorize` for pages of one account: the viewer and the account's Id."""
         viewer = self.authorize(request, conn)
         assert viewer.account is not None
         return viewer, viewer.account.sfid
+
+    # --- checks every POST passes -----------------------------------------------------
+
+    def csrf_ok(self, session: PortalSession, form: Any) -> bool:
+        """True when a POSTed form carries ``session``'s CSRF token (``csrf_token``)."""
+        token = form.get("csrf_token")
+        return self.signer.check_csrf(session, token if isinstance(token, str) else None)
+
+    def origin_ok(self, request: Request) -> bool:
+        """True when the request comes from the portal's own pages (Origin or Referer)."""
+        source = request.headers.get("origin") or request.headers.get("referer")
+        if not source:
+            return True  # not a browser: the CSRF token alone decides
+        parts = urlsplit(source)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        own = f"{request.url.scheme}://{request.url.netloc}"
+        public = urlsplit(self.settings.public_url)
+        return origin in (own, f"{public.scheme}://{public.netloc}")
+
+    def _post_viewer(self, request: Request, conn: Connection, form: FormData) -> Viewer:
+        viewer = self.authorize(request, conn)
+        if not self.csrf_ok(viewer.session, form) or not self.origin_ok(request):
+            log.warning(
+                "portal: refused a POST to %s from contact %s (CSRF token or origin)",
+                request.url.path,
+                viewer.contact.sfid,
+            )
+            raise Forbidden
+        return viewer
+
+    async def post(self, request: Request, work: PostWork) -> Response:
+        """Run ``work`` for a POST that passed every check, in one database transaction.
+
+        Returns:
+            What ``work`` answers, or the "form has expired" page (403) when the CSRF
+            token or the origin is wrong.
+
+        Raises:
+            Denied: no valid session, or not a Billing Admin of an account (as
+                :meth:`authorize`).
+        """
+        form = await request.form()
+
+        def run() -> Response:
+            with self.engine.begin() as conn:
+                try:
+                    viewer = self._post_viewer(request, conn, form)
+                except Forbidden:
+                    return self.form_expired()
+                return work(request, conn, viewer, form)
+
+        return await run_in_threadpool(run)

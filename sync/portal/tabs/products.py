@@ -15,38 +15,46 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from sync.access import is_crm_id
-from sync.changes.pricing import (
-    DIALER_MINUTES_FAMILY,
-    LICENSE_FAMILY,
-    MAX_LICENSES,
-    MAX_MINUTES,
-    money_text,
+from sync.changes.pricing import DIALER_MINUTES_FAMILY, LICENSE_FAMILY, MAX_LICENSES, MAX_MINUTES
+from sync.changes.purchases import (
+    NotForSale,
+    PriceBook,
+    pending_summary,
+    price_book,
+    stage_purchase,
 )
-from sync.changes.purchases import NotForSale, pending_summary, price_book, stage_purchase
 from sync.changes.rules import ChangeKind
 from sync.changes.staging import StagingError, list_staged
 from sync.portal import queries
-from sync.portal.base import Viewer
-from sync.portal.changes import ChangePages
+from sync.portal.kit import PortalKit, Viewer
 
 PRODUCT_NOTICES = {
     "staged": "Purchase staged. Review the Summary and accept it on the Account tab.",
 }
 
 
-class PurchasePages(ChangePages):
-    """Purchased Products with the Add licenses and Add Credit forms."""
+def _form(book: PriceBook, product_sfid: str, name: str) -> dict[str, Any]:
+    price = book.prices.get(product_sfid)
+    return {
+        "product": product_sfid,
+        "name": name,
+        "price": price,
+        "minutes": price is not None and price.family == DIALER_MINUTES_FAMILY,
+        "why_not": None if price is not None else book.why_not(name),
+    }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """As :class:`ChangePages`; unit prices below a cent keep their digits on pages."""
-        super().__init__(*args, **kwargs)
-        self.env.globals["unit_price"] = money_text
+
+class ProductsTab:
+    """Purchased Products, one product, and the Add licenses and Add Credit forms."""
+
+    def __init__(self, kit: PortalKit) -> None:
+        self.kit = kit
 
     def products(self, request: Request) -> Response:
         """Purchased Products, the default tab."""
         notice = PRODUCT_NOTICES.get(request.query_params.get("done", ""))
-        with self.engine.connect() as conn:
-            viewer, _ = self.scoped(request, conn)
+        with self.kit.engine.connect() as conn:
+            viewer, _ = self.kit.scoped(request, conn)
             return self.products_page(conn, viewer, notice=notice)
 
     def products_page(
@@ -73,17 +81,17 @@ class PurchasePages(ChangePages):
                 continue
             if asset.family not in (LICENSE_FAMILY, DIALER_MINUTES_FAMILY):
                 continue
-            forms[asset.product_sfid] = self._form(book, asset.product_sfid, asset.product_name)
+            forms[asset.product_sfid] = _form(book, asset.product_sfid, asset.product_name)
         forms_at = {}
         for asset in summary.assets:
             if asset.product_sfid in forms and asset.product_sfid not in forms_at:
                 forms_at[asset.product_sfid] = asset.sfid
         others = [
-            self._form(book, p.product_sfid, p.product_name)
+            _form(book, p.product_sfid, p.product_name)
             for p in sorted(book.prices.values(), key=lambda p: p.product_name)
             if p.family in (LICENSE_FAMILY, DIALER_MINUTES_FAMILY) and p.product_sfid not in forms
         ]
-        return self.page(
+        return self.kit.page(
             viewer,
             "products.html",
             status_code,
@@ -100,24 +108,15 @@ class PurchasePages(ChangePages):
             max_minutes=MAX_MINUTES,
         )
 
-    def placed_orders(self, conn: Connection, account_sfid: str) -> list[queries.PlacedOrder]:
-        """Orders accepted here and not mirrored yet (shown as Pending on the Orders tab)."""
-        orders = self.targets.orders
-        if orders is None:
-            return []
-        fields = {f.column: f.crm_name for f in orders.fields}
-        return queries.placed_orders(conn, account_sfid, orders.crm_object, fields)
-
-    @staticmethod
-    def _form(book: Any, product_sfid: str, name: str) -> dict[str, Any]:
-        price = book.prices.get(product_sfid)
-        return {
-            "product": product_sfid,
-            "name": name,
-            "price": price,
-            "minutes": price is not None and price.family == DIALER_MINUTES_FAMILY,
-            "why_not": None if price is not None else book.why_not(name),
-        }
+    def asset(self, request: Request) -> Response:
+        """One purchased product."""
+        sfid = request.path_params["sfid"]
+        with self.kit.engine.connect() as conn:
+            viewer, account = self.kit.scoped(request, conn)
+            asset = queries.get_asset(conn, account, sfid) if is_crm_id(sfid) else None
+        if asset is None:
+            return self.kit.not_found(viewer)
+        return self.kit.page(viewer, "asset.html", tab="products", asset=asset)
 
     async def add_licenses(self, request: Request) -> Response:
         """Add licenses: stage a quantity of one license product at its current price."""
@@ -133,7 +132,7 @@ class PurchasePages(ChangePages):
             product = str(form.get("product") or "")
             raw = str(form.get(field) or "")
             if not is_crm_id(product):
-                return self.not_found(viewer)
+                return self.kit.not_found(viewer)
             try:
                 stage_purchase(
                     conn,
@@ -142,7 +141,7 @@ class PurchasePages(ChangePages):
                     kind,
                     product,
                     raw,
-                    self.clock(),
+                    self.kit.clock(),
                 )
             except NotForSale as exc:
                 return self.products_page(conn, viewer, status_code=409, errors={product: str(exc)})
@@ -156,4 +155,4 @@ class PurchasePages(ChangePages):
                 )
             return RedirectResponse("/portal/?done=staged#purchase-summary", 303)
 
-        return await self._post(request, work)
+        return await self.kit.post(request, work)

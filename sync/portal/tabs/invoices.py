@@ -1,0 +1,87 @@
+"""The Invoices tab: the account's invoices, one invoice, its print page and its PDF."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sync.access import is_crm_id
+from sync.portal import queries
+from sync.portal.filters import parse_list_query
+from sync.portal.kit import PortalKit, Viewer
+from sync.portal.pdf import invoice_filename, render_invoice_pdf
+from sync.portal.views import AccountView, InvoiceDetail
+
+
+class InvoicesTab:
+    """Invoices: filter by date or amount, sort by date or amount, paginated."""
+
+    def __init__(self, kit: PortalKit) -> None:
+        self.kit = kit
+
+    def invoices(self, request: Request) -> Response:
+        """The list of invoices."""
+        query, errors = parse_list_query(request.query_params, amounts=True)
+        with self.kit.engine.connect() as conn:
+            viewer, account = self.kit.scoped(request, conn)
+            page = queries.list_invoices(conn, account, query)
+        query = query.with_page(page.page)
+        return self.kit.page(
+            viewer,
+            "invoices.html",
+            400 if errors else 200,
+            tab="invoices",
+            query=query,
+            errors=errors,
+            page=page,
+        )
+
+    def _invoice(self, request: Request) -> tuple[Viewer, InvoiceDetail, AccountView] | Response:
+        sfid = request.path_params["sfid"]
+        with self.kit.engine.connect() as conn:
+            viewer, account_sfid = self.kit.scoped(request, conn)
+            if not is_crm_id(sfid):
+                return self.kit.not_found(viewer)
+            detail = queries.get_invoice(conn, account_sfid, sfid)
+            account = queries.get_account(conn, account_sfid)
+        if detail is None or account is None:
+            return self.kit.not_found(viewer)
+        return viewer, detail, account
+
+    def invoice(self, request: Request) -> Response:
+        """View Invoice Details: the invoice and its lines."""
+        found = self._invoice(request)
+        if isinstance(found, Response):
+            return found
+        viewer, detail, account = found
+        return self.kit.page(
+            viewer,
+            "invoice.html",
+            tab="invoices",
+            detail=detail,
+            inv=detail.invoice,
+            account=account,
+        )
+
+    def invoice_print(self, request: Request) -> Response:
+        """The print-friendly invoice page."""
+        found = self._invoice(request)
+        if isinstance(found, Response):
+            return found
+        viewer, detail, account = found
+        return self.kit.page(
+            viewer, "invoice_print.html", detail=detail, inv=detail.invoice, account=account
+        )
+
+    def invoice_pdf(self, request: Request) -> Response:
+        """Download PDF: generated from the mirrored invoice and its lines."""
+        found = self._invoice(request)
+        if isinstance(found, Response):
+            return found
+        _viewer, detail, account = found
+        body = render_invoice_pdf(detail, account, now=self.kit.clock())
+        return Response(
+            body,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{invoice_filename(detail)}"'},
+        )
