@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Two test processes, one per core; a file's tests stay in one process (module fixtures
-# such as a file's own sandbox or browser start once). PYTEST_PARALLEL= runs serially.
-PYTEST_PARALLEL ?= -n 2 --dist loadfile
+# Two test processes, one per core; an idle one takes tests from the other's queue, so
+# the long worker and kill tests do not pile up at the end. Each process has its own
+# sandbox, templates and browsers; every test its own database, Redis key prefix and
+# ports. PYTEST_PARALLEL= runs serially.
+PYTEST_PARALLEL ?= -n 2 --dist worksteal
 
 .PHONY: demo test test-fast lint bench browser promtool clean
 
