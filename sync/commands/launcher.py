@@ -118,6 +118,9 @@ def start_sandbox(
         stderr=subprocess.STDOUT,
         text=True,
         env={**(env if env is not None else os.environ), "PYTHONUNBUFFERED": "1"},
+        # Its own process group: Ctrl-C in a terminal interrupts the caller only, which
+        # stops its users of the sandbox first and then the sandbox (stop()).
+        process_group=0,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     output: list[str] = []
