@@ -368,3 +368,36 @@ def test_given_celery_worker_or_beat_when_sigterm_then_it_stops_within_3_s_and_e
     seconds = command.stop(signal.SIGTERM)
 
     assert_clean_stop(command, seconds)
+
+
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_given_the_demo_starting_when_interrupted_then_its_sandbox_stops_too(
+    launch: Callable[..., Command], tmp_path: Path, sig: signal.Signals
+) -> None:
+    env = plain_env(BILLING_SYNC_DATABASE_URL=f"sqlite:///{tmp_path / 'demo.db'}")
+    command = launch([str(BIN / "billing-sync"), "demo", "--port", "0"], env, "demo")
+    command.wait_for(r"starting the sandbox CRM")
+    children = wait_until(lambda: children_of(command.popen.pid), timeout=30)
+    assert children
+
+    seconds = command.stop(sig, group=sig is signal.SIGINT)  # while the sandbox seeds
+
+    output = command.output()
+    assert command.popen.returncode == 130, output  # interrupted before it ran
+    assert seconds < STOP_WITHIN, output
+    assert "Traceback" not in output, output
+    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    assert not alive, f"the sandbox child outlived the demo: {alive}"

@@ -303,7 +303,6 @@ def test_given_streaming_requests_when_sent_then_not_counted_as_api_calls(mock):
     assert client.crm.api_calls == 0
 
 
-
 def test_given_a_held_connect_when_closed_then_disconnect_sent_and_the_answer_ends_polling(mock):
     client = started(mock)
     before = len(mock.calls)
