@@ -56,7 +56,8 @@ DEFAULT_CONNECT_TIMEOUT = 110.0
 READ_MARGIN = 15.0
 """Seconds on top of ``advice.timeout`` before a held connect counts as lost."""
 CLOSE_TIMEOUT = 2.0
-"""Seconds :meth:`StreamingClient.close` waits for the answer to its disconnect."""
+"""Seconds :meth:`StreamingClient.close` waits to connect, and then for the answer: a
+stop must not wait for a CRM that does not answer."""
 
 
 class StreamingError(CrmError):
@@ -158,16 +159,21 @@ class StreamingClient:
     # -- HTTP ----------------------------------------------------------------------------
 
     def _post(
-        self, messages: list[dict[str, Any]], *, read_timeout: float = 30.0
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        read_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
     ) -> list[dict[str, Any]]:
         """POST one batch; logs in again once on HTTP 401. Returns the answered messages."""
+        timeouts = (connect_timeout, read_timeout)
         auth = self.crm._current_auth()
-        response = self._send(auth, messages, read_timeout)
+        response = self._send(auth, messages, timeouts)
         if response.status_code == 401:
             logger.info("streaming: session expired; logging in again")
             auth = self.crm._renew(auth)
             self.relogins += 1
-            response = self._send(auth, messages, read_timeout)
+            response = self._send(auth, messages, timeouts)
         if response.status_code == 404:
             raise StreamingUnavailableError(
                 "the org serves no Streaming API at this address (404)",
@@ -207,7 +213,10 @@ class StreamingClient:
         return [m for m in body if isinstance(m, dict)]
 
     def _send(
-        self, auth: Authentication, messages: list[dict[str, Any]], read_timeout: float
+        self,
+        auth: Authentication,
+        messages: list[dict[str, Any]],
+        timeouts: tuple[float, float],
     ) -> requests.Response:
         try:
             return self.crm.session.request(
@@ -219,7 +228,7 @@ class StreamingClient:
                     "Content-Type": "application/json",
                     "Accept": "application/json",
                 },
-                timeout=(10.0, read_timeout),
+                timeout=timeouts,
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
@@ -466,7 +475,7 @@ class StreamingClient:
             return
         message = {"channel": "/meta/disconnect", "id": "close", "clientId": client_id}
         try:
-            self._post([message], read_timeout=CLOSE_TIMEOUT)
+            self._post([message], read_timeout=CLOSE_TIMEOUT, connect_timeout=CLOSE_TIMEOUT)
         except CrmError as exc:
             logger.debug("streaming: disconnect failed: %s", exc)
 
