@@ -59,6 +59,7 @@ from sync.commands import launcher  # noqa: E402
 from sync.commands.launcher import SandboxProcess  # noqa: E402
 from sync.crm.session import make_session  # noqa: E402
 from sync.db.engine import make_engine, upgrade  # noqa: E402
+from sync.db.shapes import MIRRORED_SHAPES  # noqa: E402
 from sync.mapping.loader import default_mappings_dir, load_mappings  # noqa: E402
 from sync.service.listener_status import listener_status  # noqa: E402
 from sync.service.status import StatusReader  # noqa: E402
@@ -232,9 +233,9 @@ def kill_group(group: Group) -> None:
 
 def salesforce(url: str) -> Salesforce:
     return Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
+        consumer_key="billing-sync",
+        consumer_secret="sandbox-secret",
+        domain="sandbox.my",
         session=make_session(url),
         version="59.0",
     )
@@ -255,7 +256,9 @@ def rejected(snapshot: dict[str, Any]) -> int:
 
 def wait_initial_load(sf: Salesforce, engine: Engine, timeout: float = 180.0) -> None:
     """Until every mapped table holds as many rows as its CRM object has records."""
-    objects = {m.crm_object: m.table for m in load_mappings(default_mappings_dir())}
+    objects = {
+        m.crm_object: m.table for m in load_mappings(default_mappings_dir(), MIRRORED_SHAPES)
+    }
     expected = {
         table: sf.query(f"SELECT COUNT() FROM {obj}")["totalSize"] for obj, table in objects.items()
     }
@@ -513,7 +516,7 @@ def run_freshness(
             watcher.stop.set()
             watcher.join()
             settings = Settings.from_env(env)
-            mappings = load_mappings(default_mappings_dir())
+            mappings = load_mappings(default_mappings_dir(), MIRRORED_SHAPES)
             health = StatusReader(settings, engine, mappings).read(now=dt.datetime.now(dt.UTC))
             return FreshnessResult(
                 mode="events" if events else "polling",
@@ -573,7 +576,7 @@ def run_budget(*, seconds: float, workdir: Path, idle_cost: float) -> BudgetResu
             time.sleep(seconds)
             snapshot = stats(url)
             settings = Settings.from_env(env)
-            mappings = load_mappings(default_mappings_dir())
+            mappings = load_mappings(default_mappings_dir(), MIRRORED_SHAPES)
             health = StatusReader(settings, engine, mappings).read(now=dt.datetime.now(dt.UTC))
             decision = health.decision
             return BudgetResult(

@@ -39,6 +39,7 @@ from sync.db import repo  # noqa: E402
 from sync.db.engine import make_engine, upgrade  # noqa: E402
 from sync.db.models import MIRRORED_MODELS, ChangeSet, RecordError, SyncPass  # noqa: E402
 from sync.db.repo.metrics import add_counters  # noqa: E402
+from sync.db.shapes import MIRRORED_SHAPES  # noqa: E402
 from sync.mapping.loader import default_mappings_dir, load_mappings  # noqa: E402
 from sync.portal.server import PortalServer  # noqa: E402
 from sync.settings import Settings  # noqa: E402
@@ -71,7 +72,7 @@ def _chunks(items: list, size: int):
 def populate(engine: Engine, rows: int) -> None:
     """The database of a deployment that has been busy for a while."""
     rng = random.Random(7)
-    mappings = load_mappings(default_mappings_dir(None))
+    mappings = load_mappings(default_mappings_dir(None), MIRRORED_SHAPES)
     tables = [m.table for m in mappings]
     per_table = rows // len(tables)
     with engine.begin() as conn:

@@ -72,6 +72,7 @@ def peak_rss_mb() -> float:
 
 def child_fetch(url: str) -> dict[str, Any]:
     from sync.context import crm_from_settings
+    from sync.db.shapes import MIRRORED_SHAPES
     from sync.mapping import load_mappings
     from sync.mapping.loader import PROJECT_MAPPINGS
     from sync.pull import window_soql
@@ -80,7 +81,7 @@ def child_fetch(url: str) -> dict[str, Any]:
 
     crm = crm_from_settings(Settings(salesforce_instance_url=url))
     crm.login()
-    mappings = load_mappings(PROJECT_MAPPINGS)
+    mappings = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
     window = plan_window(None, now=dt.datetime.now(dt.UTC), lookback=dt.timedelta(0))
     per_object: dict[str, int] = {}
     started = time.perf_counter()
@@ -151,19 +152,20 @@ def child_naive(url: str, database_url: str, limit: int) -> dict[str, Any]:
     from sync.crm.session import make_session
     from sync.db.engine import make_engine, upgrade
     from sync.db.models import MIRRORED_MODELS
+    from sync.db.shapes import MIRRORED_SHAPES
     from sync.mapping import load_mappings, record_to_row
     from sync.mapping.loader import PROJECT_MAPPINGS
 
     sf = Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
+        consumer_key="billing-sync",
+        consumer_secret="sandbox-secret",
+        domain="sandbox.my",
         session=make_session(url),
         version="59.0",
     )
     engine = make_engine(database_url)
     upgrade(engine)
-    mappings = load_mappings(PROJECT_MAPPINGS)
+    mappings = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
     done = 0
     started = time.perf_counter()
     with Session(engine) as session:

@@ -48,9 +48,9 @@ def start(accounts: int) -> tuple[SandboxProcess, str, float]:
 
 def client(url: str) -> Salesforce:
     return Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
+        consumer_key="billing-sync",
+        consumer_secret="sandbox-secret",
+        domain="sandbox.my",
         session=make_session(url),
         version="59.0",
     )

@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from sync.db.states import ChangeState
 from sync.service.queue import TaskQueueFactory
 from sync.settings import Settings, SettingsError
 from sync.telemetry import logs
@@ -35,6 +36,8 @@ _HANDLERS: dict[str, str] = {
     "resume": "sync.commands.run:resume_command",
     "portal-link": "sync.portal.cli:portal_link_command",
     "listen": "sync.commands.listen:listen_command",
+    "keys": "sync.commands.keys:keys_command",
+    "connect": "sync.commands.connect:connect_command",
 }
 
 
@@ -92,6 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OBJECTS",
         help="comma-separated objects selected for Change Data Capture (default: all)",
     )
+    p.add_argument(
+        "--jwt-cert",
+        metavar="FILE",
+        help="PEM certificate of the app's JWT bearer flow (from `billing-sync keys generate`)",
+    )
+    p.add_argument(
+        "--soap-login",
+        choices=["on", "off"],
+        default="off",
+        help="SOAP login() for API versions before 65.0 (default off, as in a new org)",
+    )
+    p.add_argument(
+        "--allow-password-flow",
+        action="store_true",
+        help="unblock the OAuth username-password flow (blocked, as in a new org)",
+    )
+    p.add_argument(
+        "--my-domain",
+        metavar="HOST",
+        default="sandbox.my.salesforce.com",
+        help="the org's My Domain host (client credentials work only there)",
+    )
 
     p = sub.add_parser("sync", help="one pull pass over all (or one) mappings")
     p.add_argument("--mapping", metavar="NAME")
@@ -120,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?", type=int, metavar="ID")
     p.add_argument(
         "--state",
-        choices=["accepted", "sending", "applied", "conflict", "failed", "cancelled"],
+        choices=[s.value for s in ChangeState],
     )
     p.add_argument("--account", metavar="ACCOUNT_ID")
     p.add_argument("--limit", type=int, default=50)
@@ -139,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name", metavar="NAME")
 
     sub.add_parser("listen", help="the Change Data Capture listener alone (queues pulls on Celery)")
+
+    p = sub.add_parser("keys", help="make the JWT bearer flow's key pair")
+    p.add_argument("action", choices=["generate"])
+    p.add_argument("--dir", default=".", metavar="DIR", help="where to write (default: .)")
+    p.add_argument("--days", type=int, default=730, help="certificate validity (default 730)")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+
+    p = sub.add_parser("connect", help="check the CRM connection, step by step")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("portal-link", help="print a signed portal URL for a contact")
     p.add_argument("contact", metavar="CONTACT", help="contact Id or email")

@@ -21,6 +21,7 @@ from sync.crm.errors import CrmError
 from sync.crm.soql import and_, select
 from sync.db import service_state
 from sync.db.engine import make_engine, upgrade
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import Direction, Mapping, MappingError, MappingSet, Problem
 from sync.mapping.validate import validate_mappings
@@ -59,8 +60,6 @@ class SyncContext:
         mappings: the validated mappings.
         clock: the time source (tests pass a frozen one).
         warnings: mapping limits some values could exceed (see ``mappings check``).
-        crm_time_hints: per mapping, the newest SystemModstamp the idle check saw in the
-            CRM; the next pass's window reaches at least that far.
     """
 
     settings: Settings
@@ -69,9 +68,6 @@ class SyncContext:
     mappings: MappingSet
     clock: Callable[[], dt.datetime] = utcnow
     warnings: list[Problem] = field(default_factory=list)
-    crm_time_hints: dict[str, dt.datetime] = field(default_factory=dict)
-    # per mapping, the records of its next full window, counted by the idle check
-    window_counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_settings(
@@ -93,14 +89,17 @@ class SyncContext:
         Raises:
             MappingError: a mapping is malformed or does not match the CRM.
             CrmError: the CRM could not be asked for its describe.
-            CrmConfigurationError: no CRM login is configured.
+            CrmConfigurationError: no CRM login is configured, or the org does not offer
+                ``SALESFORCE_API_VERSION``.
         """
-        mappings = load_mappings(default_mappings_dir(settings.mappings_dir))
+        mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
         own_engine = engine is None
         engine = engine if engine is not None else make_engine(settings.database_url)
         client = crm if crm is not None else crm_from_settings(settings)
         try:
             upgrade(engine)
+            # A version the org does not offer stops the start, naming what it offers.
+            client.check_api_version()
             describes = describe_objects(client, mappings)
             report = validate_mappings(mappings, describes)
             check_filters(client, report.mappings)

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///billing-sync.db"
-DEFAULT_API_VERSION = "59.0"
+DEFAULT_API_VERSION = "68.0"  # Winter '27, the current release
+AUTH_FLOWS = ("jwt", "client_credentials", "password")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
@@ -55,6 +56,11 @@ class Settings:
     salesforce_password: str | None = field(default=None, repr=False)
     salesforce_security_token: str | None = field(default=None, repr=False)
     salesforce_domain: str | None = None
+    salesforce_auth: str | None = None
+    salesforce_consumer_key: str | None = None
+    salesforce_consumer_secret: str | None = field(default=None, repr=False)
+    salesforce_private_key_file: str | None = None
+    salesforce_my_domain: str | None = None
     salesforce_instance_url: str | None = None
     salesforce_api_version: str = DEFAULT_API_VERSION
     portal_secret: str | None = field(default=None, repr=False)
@@ -104,7 +110,12 @@ class Settings:
             salesforce_username=opt("SALESFORCE_USERNAME"),
             salesforce_password=opt("SALESFORCE_PASSWORD"),
             salesforce_security_token=opt("SALESFORCE_SECURITY_TOKEN"),
-            salesforce_domain=opt("SALESFORCE_DOMAIN"),
+            salesforce_domain=_domain(opt("SALESFORCE_DOMAIN")),
+            salesforce_auth=_auth_flow(opt("SALESFORCE_AUTH")),
+            salesforce_consumer_key=opt("SALESFORCE_CONSUMER_KEY"),
+            salesforce_consumer_secret=opt("SALESFORCE_CONSUMER_SECRET"),
+            salesforce_private_key_file=opt("SALESFORCE_PRIVATE_KEY_FILE"),
+            salesforce_my_domain=_my_domain(opt("SALESFORCE_MY_DOMAIN")),
             salesforce_instance_url=(opt("SALESFORCE_INSTANCE_URL") or "").rstrip("/") or None,
             salesforce_api_version=opt("SALESFORCE_API_VERSION") or DEFAULT_API_VERSION,
             portal_secret=opt("BILLING_SYNC_PORTAL_SECRET"),
@@ -141,7 +152,29 @@ class Settings:
     @property
     def uses_embedded_crm(self) -> bool:
         """True when no CRM login is configured: the embedded sandbox stands in."""
-        return self.salesforce_username is None
+        return (
+            self.salesforce_username is None
+            and self.salesforce_consumer_key is None
+            and self.salesforce_auth is None
+        )
+
+    @property
+    def auth_flow(self) -> str | None:
+        """The login flow: ``SALESFORCE_AUTH``, or the one the other variables imply.
+
+        A private key means the JWT bearer flow; a consumer secret with a My Domain
+        means client credentials; a password means the legacy password flow. None when
+        nothing is configured (the sandbox's default login).
+        """
+        if self.salesforce_auth is not None:
+            return self.salesforce_auth
+        if self.salesforce_private_key_file:
+            return "jwt"
+        if self.salesforce_consumer_secret and self.salesforce_my_domain:
+            return "client_credentials"
+        if self.salesforce_password:
+            return "password"
+        return None
 
     def require_portal_secret(self) -> str:
         """The portal's HMAC key.
@@ -162,6 +195,34 @@ def _ops_token(raw: str | None) -> str | None:
     if raw is not None and len(raw) < 16:
         raise SettingsError("BILLING_SYNC_OPS_TOKEN must be at least 16 characters")
     return raw
+
+
+def _auth_flow(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value not in AUTH_FLOWS:
+        raise SettingsError(f"SALESFORCE_AUTH={raw!r} must be one of {', '.join(AUTH_FLOWS)}")
+    return value
+
+
+def _domain(raw: str | None) -> str | None:
+    # login/test for the JWT audience; the legacy password flow also took a My Domain
+    # prefix (acme.my) here, which the JWT flow refuses when the client is built.
+    return None if raw is None else raw.strip().lower()
+
+
+def _my_domain(raw: str | None) -> str | None:
+    """``acme.my.salesforce.com`` from that host, or from an https URL naming it."""
+    if raw is None:
+        return None
+    host = raw.strip().lower().removeprefix("https://").rstrip("/")
+    if not host or "/" in host or ":" in host or not host.endswith(".salesforce.com"):
+        raise SettingsError(
+            f"SALESFORCE_MY_DOMAIN={raw!r} must be the org's My Domain host, "
+            "e.g. acme.my.salesforce.com"
+        )
+    return host
 
 
 def _log_format(raw: str | None) -> str:

@@ -138,15 +138,7 @@ def crm_sandbox(sandbox_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def sf(crm_sandbox: str) -> Any:
-    """A simple_salesforce.Salesforce logged into the freshly reset sandbox."""
-    from simple_salesforce import Salesforce
+    """A simple_salesforce.Salesforce logged into the freshly reset sandbox (JWT bearer)."""
+    from tests.support.sandbox import simple_salesforce
 
-    from sync.crm.session import make_session
-
-    return Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
-        session=make_session(crm_sandbox),
-        version="59.0",
-    )
+    return simple_salesforce(crm_sandbox)

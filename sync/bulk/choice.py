@@ -1,20 +1,18 @@
-"""When a load goes through Bulk API 2.0, and what the last load of each mapping used."""
+"""When a load goes through Bulk API 2.0, and the report of how a pass read its window.
+
+Pure: the pass hands in its mapping, settings and counts; the report is kept in the
+mapping's state row by :func:`sync.db.repo.close_mapping_pass`.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine
-
 from sync.crm.soql import and_, select
-from sync.db import service_state
 from sync.mapping.spec import Mapping
 from sync.settings import Settings
-
-LOAD_PREFIX = "last-load:"
 
 
 class LoadMethod(StrEnum):
@@ -70,17 +68,3 @@ class LoadReport:
             "api_calls": self.api_calls,
             "fallback": self.fallback,
         }
-
-
-def save_report(engine: Engine, mapping: str, report: LoadReport, now: dt.datetime) -> None:
-    """Remember how ``mapping``'s last pass read its window (for ``status``)."""
-    document = {**report.to_json(), "at": now.isoformat()}
-    service_state.write(engine, LOAD_PREFIX + mapping, document, now)
-
-
-def saved_reports(engine: Engine) -> dict[str, dict[str, Any]]:
-    """Mapping -> its last pass's load report, as saved."""
-    return {
-        key[len(LOAD_PREFIX) :]: doc
-        for key, (doc, _) in service_state.read_prefix(engine, LOAD_PREFIX).items()
-    }

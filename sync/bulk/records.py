@@ -3,7 +3,7 @@
 Bulk API 2.0 writes every value as text: ``true``/``false``, numbers as ``23.0``,
 datetimes as ``2026-11-22T10:00:00.000Z``, and nothing at all for null. Here each row
 becomes the dict a REST page would hold (booleans as bool, decimals as float, datetimes
-in the REST form), so :class:`~sync.mapping.transform.RowBuilder` converts and checks
+in the REST form), so :class:`~sync.pull.rows.RowBuilder` converts and checks
 it exactly as it does REST records.
 
 An empty value is null for every type. Bulk cannot tell an empty text from a null one

@@ -8,39 +8,34 @@ rows (:mod:`sync.changes.plan`). :func:`restage` stages a conflicted or failed s
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection
 
 from sync.access import ContactRef
 from sync.changes.plan import PlanError, PlanInput, WriteTargets, plan_items
 from sync.changes.pricing import describe_purchase
 from sync.changes.rules import (
+    PROBLEM_STATES,
     ChangeKind,
-    ChangeState,
-    Operation,
     field_change_words,
     same_value,
     summary_text,
 )
 from sync.changes.staging import (
-    ITEMS,
-    SETS,
-    STAGED,
     NotFoundError,
     StagingError,
-    audit,
-    from_json,
+    as_staged,
     insert_staged,
     list_staged,
     mirrored_methods,
-    to_json,
 )
 from sync.changes.terms import Terms
+from sync.db.repo import changes as repo
+from sync.db.repo.changes import audit
 
 
 def _name_part(value: str | None) -> str:
@@ -97,7 +92,7 @@ def accept(
                 mirrored_methods=mirrored_methods(conn, acceptance.account_sfid),
                 today=now.date(),
             ),
-            [s.as_staged() for s in staged],
+            [as_staged(s) for s in staged],
         )
     except PlanError as exc:
         raise StagingError(f"{exc} Nothing was accepted.") from exc
@@ -105,55 +100,31 @@ def accept(
         p for p in (acceptance.first_name.strip(), acceptance.last_name.strip()) if p
     )
     lines = [s.description for s in staged]
-    set_id = conn.execute(
-        insert(SETS)
-        .values(
+    set_id = repo.insert_set(
+        conn,
+        repo.NewSet(
             key=set_key,
             account_sfid=acceptance.account_sfid,
             contact_sfid=contact.sfid,
             typed_name=typed_name,
             terms_version=acceptance.terms.version,
             summary=summary_text(lines, typed_name=typed_name, terms=acceptance.terms.version),
-            staged=json.dumps(
-                [
-                    {
-                        "kind": s.kind.value,
-                        "target": s.target,
-                        "payload": s.payload,
-                        "description": s.description,
-                    }
-                    for s in staged
-                ]
-            ),
-            accepted_at=now,
-            client_ip=(acceptance.client_ip or None) and acceptance.client_ip[:64],
-            user_agent=(acceptance.user_agent or None) and acceptance.user_agent[:512],
-            state=ChangeState.ACCEPTED.value,
-            attempts=0,
-            updated_at=now,
-        )
-        .returning(SETS.c.id)
-    ).scalar_one()
-    if items:
-        conn.execute(
-            insert(ITEMS),
-            [
+            staged=[
                 {
-                    "change_set_id": set_id,
-                    "position": position,
-                    "operation": item.operation.value,
-                    "sobject": item.sobject,
-                    "record_sfid": item.record_sfid,
-                    "external_key": item.external_key,
-                    "field": item.field,
-                    "old_value": to_json(item.old_value),
-                    "new_value": to_json(item.new_value),
-                    "label": item.label,
+                    "kind": s.kind.value,
+                    "target": s.target,
+                    "payload": s.payload,
+                    "description": s.description,
                 }
-                for position, item in enumerate(items, start=1)
+                for s in staged
             ],
-        )
-    removed = conn.execute(delete(STAGED).where(STAGED.c.id.in_([s.id for s in staged]))).rowcount
+            accepted_at=now,
+            client_ip=acceptance.client_ip,
+            user_agent=acceptance.user_agent,
+        ),
+        items,
+    )
+    removed = repo.delete_staged(conn, [s.id for s in staged])
     if removed != len(staged):
         # another Accept of the same changes won the race: this one must not count
         raise StagingError("These changes were just accepted in another window.")
@@ -166,7 +137,7 @@ def accept(
         change_set_id=set_id,
         detail=f"{typed_name}; terms {acceptance.terms.version}; {len(items)} CRM writes",
     )
-    return int(set_id)
+    return set_id
 
 
 def _reprice(
@@ -208,37 +179,13 @@ def restage(
     Raises:
         NotFoundError: no such set of this account in state conflict or failed.
     """
-    row = conn.execute(
-        select(SETS.c.staged, SETS.c.state).where(
-            SETS.c.id == set_id,
-            SETS.c.account_sfid == account_sfid,
-            SETS.c.state.in_([ChangeState.CONFLICT.value, ChangeState.FAILED.value]),
-        )
-    ).first()
-    if row is None:
+    stored = repo.set_in_states(conn, set_id, account_sfid, PROBLEM_STATES)
+    if stored is None:
         raise NotFoundError(str(set_id))
-    crm_values = {
-        (r.field or "").lower(): from_json(r.crm_value)
-        for r in conn.execute(
-            select(ITEMS.c.field, ITEMS.c.crm_value).where(
-                ITEMS.c.change_set_id == set_id,
-                ITEMS.c.record_sfid == account_sfid,
-                ITEMS.c.crm_value.is_not(None),
-            )
-        )
-    }
-    checked = {
-        (r.record_sfid, (r.field or "").lower()): from_json(r.crm_value)
-        for r in conn.execute(
-            select(ITEMS.c.record_sfid, ITEMS.c.field, ITEMS.c.crm_value).where(
-                ITEMS.c.change_set_id == set_id,
-                ITEMS.c.operation == Operation.CHECK.value,
-                ITEMS.c.outcome == "conflict",
-            )
-        )
-    }
+    crm_values = repo.crm_values_of_record(conn, set_id, account_sfid)
+    checked = repo.conflicted_checks(conn, set_id)
     count = 0
-    for entry in json.loads(row.staged or "[]"):
+    for entry in stored.staged:
         kind = ChangeKind(entry["kind"])
         payload = dict(entry["payload"])
         description = entry["description"]
@@ -259,15 +206,8 @@ def restage(
             conn, contact_sfid, account_sfid, kind, entry["target"], payload, description, now
         )
         count += 1
-    conn.execute(
-        update(SETS)
-        .where(SETS.c.id == set_id)
-        .values(
-            state=ChangeState.CANCELLED.value,
-            finished_at=now,
-            updated_at=now,
-            message=f"Re-staged by the Billing Admin after the {row.state}.",
-        )
+    repo.cancel_set(
+        conn, set_id, now, f"Re-staged by the Billing Admin after the {stored.state.value}."
     )
     audit(
         conn,

@@ -3,217 +3,56 @@
 A set moves accepted -> sending (claimed by one push, under a lease) -> applied |
 conflict | failed; ops may cancel a set that is not applied, or send a conflicted or
 failed one again. Sets of one account are pushed in acceptance order: only the oldest
-pending set of an account is ever claimed.
+pending set of an account is ever claimed. The SQL is :mod:`sync.db.repo.outbox`'s; the
+reads and the claim are re-exported here as the outbox's own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine
 
-from sync.changes.rules import FINAL_STATES, PENDING_STATES, ChangeState
-from sync.changes.staging import ITEMS, SETS, audit, from_json, to_json
+from sync.changes.rules import FINAL_STATES, ChangeState
 from sync.db import service_state
-from sync.db.models import Contact
+from sync.db.repo import outbox as repo
+from sync.db.repo.changes import audit
+from sync.db.repo.outbox import (
+    ItemView,
+    SetView,
+    claim,
+    counts,
+    defer,
+    get_set,
+    list_sets,
+    oldest_pending,
+    set_item_outcomes,
+)
 
-_contacts: Table = Contact.__table__  # type: ignore[assignment]
+__all__ = [
+    "PAUSE_KEY",
+    "ItemView",
+    "OutboxError",
+    "SetView",
+    "cancel",
+    "claim",
+    "counts",
+    "defer",
+    "due_sets",
+    "finish",
+    "get_set",
+    "list_sets",
+    "oldest_pending",
+    "push_paused_until",
+    "retry",
+    "set_item_outcomes",
+    "status",
+]
 
 
 class OutboxError(ValueError):
     """An ops action that does not apply to the set's state; the message says why."""
-
-
-@dataclass(frozen=True)
-class ItemView:
-    """One CRM write of a change set."""
-
-    id: int
-    position: int
-    operation: str
-    sobject: str
-    record_sfid: str | None
-    external_key: str | None
-    field: str | None
-    old_value: Any
-    new_value: Any
-    crm_value: Any
-    has_crm_value: bool
-    outcome: str | None
-    label: str
-
-
-@dataclass(frozen=True)
-class SetView:
-    """A change set with its items."""
-
-    id: int
-    key: str
-    account_sfid: str
-    contact_sfid: str
-    contact_name: str | None
-    typed_name: str
-    terms_version: str
-    summary: str
-    accepted_at: dt.datetime
-    state: ChangeState
-    attempts: int
-    next_attempt_at: dt.datetime | None
-    sent_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    message: str | None
-    authorization_sfid: str | None
-    client_ip: str | None
-    items: list[ItemView] = field(default_factory=list)
-
-    @property
-    def conflicts(self) -> list[ItemView]:
-        """The items whose CRM value differed from what the admin saw."""
-        return [i for i in self.items if i.outcome == "conflict"]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready document (``changes --json``)."""
-        return {
-            "id": self.id,
-            "key": self.key,
-            "account": self.account_sfid,
-            "contact": self.contact_sfid,
-            "typed_name": self.typed_name,
-            "terms_version": self.terms_version,
-            "state": self.state.value,
-            "accepted_at": self.accepted_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "attempts": self.attempts,
-            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
-            "message": self.message,
-            "authorization": self.authorization_sfid,
-            "items": [
-                {
-                    "operation": i.operation,
-                    "object": i.sobject,
-                    "record": i.record_sfid,
-                    "external_key": i.external_key,
-                    "field": i.field,
-                    "old": i.old_value,
-                    "new": i.new_value,
-                    "crm": i.crm_value if i.has_crm_value else None,
-                    "outcome": i.outcome,
-                    "label": i.label,
-                }
-                for i in self.items
-            ],
-        }
-
-
-def _items_of(conn: Connection, set_ids: Sequence[int]) -> dict[int, list[ItemView]]:
-    out: dict[int, list[ItemView]] = {i: [] for i in set_ids}
-    if not set_ids:
-        return out
-    rows = conn.execute(
-        select(ITEMS)
-        .where(ITEMS.c.change_set_id.in_(list(set_ids)))
-        .order_by(ITEMS.c.change_set_id, ITEMS.c.position)
-    ).all()
-    for r in rows:
-        out[r.change_set_id].append(
-            ItemView(
-                id=r.id,
-                position=r.position,
-                operation=r.operation,
-                sobject=r.sobject,
-                record_sfid=r.record_sfid,
-                external_key=r.external_key,
-                field=r.field,
-                old_value=from_json(r.old_value),
-                new_value=from_json(r.new_value),
-                crm_value=from_json(r.crm_value),
-                has_crm_value=r.crm_value is not None,
-                outcome=r.outcome,
-                label=r.label,
-            )
-        )
-    return out
-
-
-def list_sets(
-    conn: Connection,
-    *,
-    state: str | None = None,
-    account_sfid: str | None = None,
-    set_ids: Sequence[int] | None = None,
-    limit: int = 100,
-    newest_first: bool = True,
-) -> list[SetView]:
-    """Change sets with their items, filtered by state, account or ids."""
-    name = func.trim(
-        func.coalesce(_contacts.c.first_name, "") + " " + func.coalesce(_contacts.c.last_name, "")
-    )
-    query = select(SETS, name.label("contact_name")).select_from(
-        SETS.outerjoin(_contacts, _contacts.c.sfid == SETS.c.contact_sfid)
-    )
-    if state:
-        query = query.where(SETS.c.state == state)
-    if account_sfid:
-        query = query.where(SETS.c.account_sfid == account_sfid)
-    if set_ids is not None:
-        query = query.where(SETS.c.id.in_(list(set_ids)))
-    query = query.order_by(SETS.c.id.desc() if newest_first else SETS.c.id).limit(limit)
-    rows = conn.execute(query).all()
-    items = _items_of(conn, [r.id for r in rows])
-    return [
-        SetView(
-            id=r.id,
-            key=r.key,
-            account_sfid=r.account_sfid,
-            contact_sfid=r.contact_sfid,
-            contact_name=r.contact_name or None,
-            typed_name=r.typed_name,
-            terms_version=r.terms_version,
-            summary=r.summary,
-            accepted_at=r.accepted_at,
-            state=ChangeState(r.state),
-            attempts=r.attempts,
-            next_attempt_at=r.next_attempt_at,
-            sent_at=r.sent_at,
-            finished_at=r.finished_at,
-            message=r.message,
-            authorization_sfid=r.authorization_sfid,
-            client_ip=r.client_ip,
-            items=items[r.id],
-        )
-        for r in rows
-    ]
-
-
-def get_set(conn: Connection, set_id: int) -> SetView | None:
-    """One change set, or None."""
-    found = list_sets(conn, set_ids=[set_id], limit=1)
-    return found[0] if found else None
-
-
-def counts(conn: Connection) -> dict[str, int]:
-    """Change sets by state, every state present (zeros included)."""
-    out = {s.value: 0 for s in ChangeState}
-    for state, count in conn.execute(
-        select(SETS.c.state, func.count()).group_by(SETS.c.state)
-    ).all():
-        out[state] = int(count)
-    return out
-
-
-def oldest_pending(conn: Connection) -> dt.datetime | None:
-    """When the oldest set still waiting to be pushed was accepted."""
-    value: dt.datetime | None = conn.execute(
-        select(func.min(SETS.c.accepted_at)).where(
-            SETS.c.state.in_([s.value for s in PENDING_STATES])
-        )
-    ).scalar()
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value
 
 
 PAUSE_KEY = "push:paused_until"
@@ -250,70 +89,18 @@ def due_sets(conn: Connection, now: dt.datetime) -> list[int]:
     Due means accepted and not waiting for a retry, or sending under an expired lease
     (its push died).
     """
-    pending = [s.value for s in PENDING_STATES]
-    rows = conn.execute(
-        select(
-            SETS.c.id,
-            SETS.c.account_sfid,
-            SETS.c.state,
-            SETS.c.next_attempt_at,
-            SETS.c.lease_until,
-        )
-        .where(SETS.c.state.in_(pending))
-        .order_by(SETS.c.account_sfid, SETS.c.id)
-    ).all()
     seen: set[str] = set()
     due: list[int] = []
-    for r in rows:
-        if r.account_sfid in seen:
+    for pending in repo.pending_sets(conn):
+        if pending.account_sfid in seen:
             continue
-        seen.add(r.account_sfid)
-        if r.state == ChangeState.ACCEPTED.value:
-            if r.next_attempt_at is None or r.next_attempt_at <= now:
-                due.append(r.id)
-        elif r.lease_until is None or r.lease_until <= now:
-            due.append(r.id)
+        seen.add(pending.account_sfid)
+        if pending.state is ChangeState.ACCEPTED:
+            if pending.next_attempt_at is None or pending.next_attempt_at <= now:
+                due.append(pending.id)
+        elif pending.lease_until is None or pending.lease_until <= now:
+            due.append(pending.id)
     return sorted(due)
-
-
-def claim(conn: Connection, set_id: int, now: dt.datetime, lease: float) -> bool:
-    """Take ``set_id`` for one push attempt (state sending, a lease, one more attempt).
-
-    Returns:
-        False when another push took it first or it is not due any more.
-    """
-    due = or_(
-        and_(
-            SETS.c.state == ChangeState.ACCEPTED.value,
-            or_(SETS.c.next_attempt_at.is_(None), SETS.c.next_attempt_at <= now),
-        ),
-        and_(
-            SETS.c.state == ChangeState.SENDING.value,
-            or_(SETS.c.lease_until.is_(None), SETS.c.lease_until <= now),
-        ),
-    )
-    result = conn.execute(
-        update(SETS)
-        .where(SETS.c.id == set_id, due)
-        .values(
-            state=ChangeState.SENDING.value,
-            lease_until=now + dt.timedelta(seconds=lease),
-            attempts=SETS.c.attempts + 1,
-            sent_at=func.coalesce(SETS.c.sent_at, now),
-            updated_at=now,
-        )
-    )
-    return result.rowcount == 1
-
-
-def set_item_outcomes(conn: Connection, outcomes: dict[int, tuple[str, Any, bool]]) -> None:
-    """Record per item: outcome, and the CRM's value when ``has_crm`` (conflicts)."""
-    for item_id, (outcome, crm_value, has_crm) in outcomes.items():
-        conn.execute(
-            update(ITEMS)
-            .where(ITEMS.c.id == item_id)
-            .values(outcome=outcome, crm_value=to_json(crm_value) if has_crm else None)
-        )
 
 
 def finish(
@@ -325,20 +112,10 @@ def finish(
     message: str | None = None,
     authorization_sfid: str | None = None,
 ) -> None:
-    """End a push attempt in a final state (applied, conflict or failed)."""
+    """End a push attempt in a final state (applied, conflict or failed), audited."""
     assert state in FINAL_STATES
-    conn.execute(
-        update(SETS)
-        .where(SETS.c.id == set_id)
-        .values(
-            state=state.value,
-            finished_at=now,
-            lease_until=None,
-            next_attempt_at=None,
-            message=message,
-            authorization_sfid=authorization_sfid,
-            updated_at=now,
-        )
+    repo.finish_set(
+        conn, set_id, state, now, message=message, authorization_sfid=authorization_sfid
     )
     audit(
         conn,
@@ -347,21 +124,6 @@ def finish(
         now=now,
         change_set_id=set_id,
         detail=message,
-    )
-
-
-def defer(conn: Connection, set_id: int, now: dt.datetime, delay: float, message: str) -> None:
-    """Put a set back to accepted, to be tried again after ``delay`` seconds."""
-    conn.execute(
-        update(SETS)
-        .where(SETS.c.id == set_id)
-        .values(
-            state=ChangeState.ACCEPTED.value,
-            lease_until=None,
-            next_attempt_at=now + dt.timedelta(seconds=delay),
-            message=message,
-            updated_at=now,
-        )
     )
 
 
@@ -409,21 +171,15 @@ def _ops_move(
     allowed: tuple[ChangeState, ...],
     to: ChangeState,
 ) -> None:
-    row = conn.execute(select(SETS.c.state).where(SETS.c.id == set_id)).first()
-    if row is None:
+    state = repo.state_of(conn, set_id)
+    if state is None:
         raise OutboxError(f"no change set {set_id}")
-    if row.state not in {s.value for s in allowed}:
+    if state not in allowed:
         names = ", ".join(s.value for s in allowed)
-        raise OutboxError(f"change set {set_id} is {row.state}; only {names} sets can be {to}")
-    values: dict[str, Any] = {"state": to.value, "updated_at": now, "lease_until": None}
-    if to is ChangeState.CANCELLED:
-        values["finished_at"] = now
-    else:
-        values.update(finished_at=None, next_attempt_at=None)
-    moved = conn.execute(
-        update(SETS).where(SETS.c.id == set_id, SETS.c.state == row.state).values(**values)
-    ).rowcount
-    if moved != 1:
+        raise OutboxError(
+            f"change set {set_id} is {state.value}; only {names} sets can be {to.value}"
+        )
+    if not repo.move(conn, set_id, from_state=state, to=to, now=now):
         raise OutboxError(f"change set {set_id} changed state meanwhile; look again")
     audit(
         conn,
@@ -431,5 +187,5 @@ def _ops_move(
         action="retry" if to is ChangeState.ACCEPTED else "cancel",
         now=now,
         change_set_id=set_id,
-        detail=f"{row.state} -> {to.value}",
+        detail=f"{state.value} -> {to.value}",
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, func, select
+from sqlalchemy import Connection
 
 from sync.changes.plan import Staged
 from sync.changes.pricing import (
@@ -31,20 +31,14 @@ from sync.changes.pricing import (
 )
 from sync.changes.rules import ChangeKind, ValueProblem
 from sync.changes.staging import (
-    STAGED,
     StagedView,
     StagingError,
-    _check_room,
+    check_room,
     insert_staged,
     list_staged,
 )
-from sync.db.models import Account, Asset, PriceList, PriceListItem, Product
-
-_acc: Table = Account.__table__  # type: ignore[assignment]
-_asset: Table = Asset.__table__  # type: ignore[assignment]
-_prod: Table = Product.__table__  # type: ignore[assignment]
-_pl: Table = PriceList.__table__  # type: ignore[assignment]
-_pli: Table = PriceListItem.__table__  # type: ignore[assignment]
+from sync.db.repo import prices as repo
+from sync.db.repo.changes import delete_staged
 
 PURCHASE_KINDS = (ChangeKind.ADD_LICENSES, ChangeKind.ADD_MINUTES)
 ACTIVE_ASSET_STATUS = "Activated"
@@ -75,64 +69,21 @@ class PriceBook:
         )
 
 
-def _account_list(conn: Connection, account_sfid: str) -> tuple[str | None, str | None]:
-    """The account's price list (its own, when live, else the one active list)."""
-    own = conn.execute(
-        select(_pl.c.sfid, _pl.c.name)
-        .select_from(_acc.join(_pl, _pl.c.sfid == _acc.c.price_list_sfid))
-        .where(_acc.c.sfid == account_sfid, _pl.c.is_deleted.is_(False))
-    ).first()
-    if own is not None:
-        return own.sfid, own.name
-    active = conn.execute(
-        select(_pl.c.sfid, _pl.c.name)
-        .where(_pl.c.is_deleted.is_(False), _pl.c.active.is_(True))
-        .order_by(_pl.c.sfid)
-        .limit(1)
-    ).first()
-    return (active.sfid, active.name) if active is not None else (None, None)
-
-
 def price_book(conn: Connection, account_sfid: str) -> PriceBook:
-    """The active prices of the account's price list."""
-    list_sfid, list_name = _account_list(conn, account_sfid)
+    """The active prices of the account's price list (its own when live, else the active one)."""
+    list_sfid, list_name = repo.account_price_list(conn, account_sfid)
     if list_sfid is None:
         return PriceBook(None, None, {})
-    rows = conn.execute(
-        select(
-            _pli.c.sfid,
-            _pli.c.product_sfid,
-            _prod.c.name,
-            _prod.c.family,
-            _pli.c.list_price,
-            _pli.c.price_type,
-            _pli.c.frequency,
-            _pli.c.charge_type,
-            _pli.c.pack_size,
-        )
-        .select_from(
-            _pli.join(
-                _prod, and_(_prod.c.sfid == _pli.c.product_sfid, _prod.c.is_deleted.is_(False))
-            )
-        )
-        .where(
-            _pli.c.price_list_sfid == list_sfid,
-            _pli.c.is_deleted.is_(False),
-            _pli.c.active.is_(True),
-            _pli.c.list_price.is_not(None),
-        )
-        .order_by(_pli.c.sfid)
-    ).all()
     prices: dict[str, Price] = {}
-    for r in rows:
+    for r in repo.active_prices(conn, list_sfid):
         if r.product_sfid in prices:
             continue  # one price per product: the first item of the list
         prices[r.product_sfid] = Price(
-            item_sfid=r.sfid,
+            item_sfid=r.item_sfid,
             product_sfid=r.product_sfid,
-            product_name=r.name or "Unknown product",
+            product_name=r.product_name or "Unknown product",
             family=r.family,
-            list_price=Decimal(r.list_price),
+            list_price=r.list_price,
             price_type=r.price_type,
             frequency=r.frequency,
             charge_type=r.charge_type,
@@ -144,18 +95,9 @@ def price_book(conn: Connection, account_sfid: str) -> PriceBook:
 
 def license_counts(conn: Connection, account_sfid: str) -> dict[str, Decimal]:
     """Active license count per product sfid."""
-    rows = conn.execute(
-        select(_asset.c.product_sfid, func.sum(_asset.c.quantity))
-        .select_from(_asset.join(_prod, _prod.c.sfid == _asset.c.product_sfid))
-        .where(
-            _asset.c.account_sfid == account_sfid,
-            _asset.c.is_deleted.is_(False),
-            _asset.c.status == ACTIVE_ASSET_STATUS,
-            _prod.c.family == LICENSE_FAMILY,
-        )
-        .group_by(_asset.c.product_sfid)
-    ).all()
-    return {r[0]: Decimal(r[1] or 0) for r in rows}
+    return repo.asset_quantities(
+        conn, account_sfid, family=LICENSE_FAMILY, status=ACTIVE_ASSET_STATUS
+    )
 
 
 def purchase_of(change: Staged | StagedView) -> Purchase:
@@ -206,9 +148,7 @@ def stage_purchase(
     price = book.prices.get(product_sfid)
     family = LICENSE_FAMILY if kind is ChangeKind.ADD_LICENSES else DIALER_MINUTES_FAMILY
     if price is None:
-        name = conn.execute(
-            select(_prod.c.name).where(_prod.c.sfid == product_sfid, _prod.c.family == family)
-        ).scalar_one_or_none()
+        name = repo.product_name(conn, product_sfid, family)
         raise NotForSale(book.why_not(name or "This product"))
     if price.family != family:
         raise StagingError(f"{price.product_name} is not sold as {family.lower()}.")
@@ -223,7 +163,7 @@ def stage_purchase(
     existing = list_staged(conn, contact_sfid, account_sfid)
     before = next((s for s in existing if s.kind is kind and s.target == product_sfid), None)
     if before is None:
-        _check_room(conn, existing, account_sfid, [Staged(0, kind, product_sfid, {}, "")])
+        check_room(conn, existing, account_sfid, [Staged(0, kind, product_sfid, {}, "")])
     else:
         quantity += int(before.payload["quantity"])
         if quantity > maximum:
@@ -231,7 +171,7 @@ def stage_purchase(
                 f"{label} can be at most {maximum:,} in one purchase; "
                 f"{int(before.payload['quantity']):,} are already pending."
             )
-        conn.execute(delete(STAGED).where(STAGED.c.id == before.id))
+        delete_staged(conn, [before.id])
     payload = purchase_payload(price, quantity)
     insert_staged(
         conn,

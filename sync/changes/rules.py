@@ -1,6 +1,8 @@
 """Pure rules of the change flow: value checks, the conflict decision, keys, wording.
 
-Nothing here touches the database or the network; tests feed plain values.
+Nothing here touches the database or the network; tests feed plain values. The stored
+words (kinds, states, operations, item outcomes) are those of :mod:`sync.db.states`, re-exported
+here.
 """
 
 from __future__ import annotations
@@ -11,52 +13,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from sync.db.states import FINAL_STATES as FINAL_STATES
+from sync.db.states import PENDING_STATES as PENDING_STATES
+from sync.db.states import PROBLEM_STATES as PROBLEM_STATES
+from sync.db.states import ChangeKind as ChangeKind
+from sync.db.states import ChangeState as ChangeState
+from sync.db.states import ItemOutcome as ItemOutcome
+from sync.db.states import Operation as Operation
+
 PHONE_FORMAT = "5554443333"
 _PHONE_PUNCTUATION = re.compile(r"[\s.\-()]")
 _TEN_DIGITS = re.compile(r"^[0-9]{10}$")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
-
-
-class ChangeState(StrEnum):
-    """Where a change set stands. Only ``accepted`` (and stale ``sending``) sets are pushed."""
-
-    ACCEPTED = "accepted"
-    SENDING = "sending"
-    APPLIED = "applied"
-    CONFLICT = "conflict"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def final(self) -> bool:
-        """True when the push is done with the set."""
-        return self in FINAL_STATES
-
-
-FINAL_STATES = frozenset(
-    {ChangeState.APPLIED, ChangeState.CONFLICT, ChangeState.FAILED, ChangeState.CANCELLED}
-)
-PENDING_STATES = (ChangeState.ACCEPTED, ChangeState.SENDING)
-
-
-class ChangeKind(StrEnum):
-    """What a staged change does."""
-
-    ACCOUNT_FIELD = "account_field"
-    ADD_CARD = "add_card"
-    MAKE_DEFAULT = "make_default"
-    REMOVE_METHOD = "remove_method"
-    ADD_LICENSES = "add_licenses"
-    ADD_MINUTES = "add_minutes"
-
-
-class Operation(StrEnum):
-    """What a change item asks of the CRM."""
-
-    UPDATE = "update"
-    CREATE = "create"
-    CHECK = "check"
-    """Read only: the CRM must still hold ``old_value`` (a price the admin accepted)."""
 
 
 class Decision(StrEnum):
@@ -65,6 +33,21 @@ class Decision(StrEnum):
     SEND = "send"
     NOTHING = "nothing"
     CONFLICT = "conflict"
+
+
+class PushOutcome(StrEnum):
+    """How one push attempt of a change set ended."""
+
+    APPLIED = "applied"
+    CONFLICT = "conflict"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    """Not finished: the set goes back to ``accepted`` and is tried again later."""
+
+    @property
+    def state(self) -> ChangeState | None:
+        """The final state the set takes; None when it is tried again."""
+        return None if self is PushOutcome.DEFERRED else ChangeState(self.value)
 
 
 class ValueProblem(ValueError):

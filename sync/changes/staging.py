@@ -1,20 +1,19 @@
-"""Staged changes and their acceptance, on the billing database.
+"""Staged changes: staging, discarding, and dropping those of revoked admins.
 
-Staged changes belong to one contact and one account. :func:`accept` turns all of them
-into one change set with its items, in the caller's transaction, after checking the
-typed name; what the change set will write is planned from the *current* mirrored rows
-(:mod:`sync.changes.plan`).
+Staged changes belong to one contact and one account and stay visible and discardable
+until :func:`sync.changes.accept.accept` turns them into one change set. Each change is
+checked when staged: at most :data:`MAX_STAGED` pending, and the payment-method rules of
+:mod:`sync.changes.plan` still hold with it. The SQL is :mod:`sync.db.repo.changes`'s.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, exists, insert, select
+from sqlalchemy import Connection
 
 from sync.changes.plan import (
     MethodState,
@@ -32,23 +31,26 @@ from sync.changes.rules import (
     remove_words,
     same_value,
 )
-from sync.db.models import (
-    Account,
-    AccountContactRole,
-    AuditEntry,
-    ChangeItem,
-    ChangeSet,
-    Contact,
-    PaymentMethod,
-    StagedChange,
-)
+from sync.db.repo import changes as repo
+from sync.db.repo.changes import StagedView, audit, list_staged
 from sync.payments import CardToken
 
-STAGED: Table = StagedChange.__table__  # type: ignore[assignment]
-SETS: Table = ChangeSet.__table__  # type: ignore[assignment]
-ITEMS: Table = ChangeItem.__table__  # type: ignore[assignment]
-_audit: Table = AuditEntry.__table__  # type: ignore[assignment]
-_pm: Table = PaymentMethod.__table__  # type: ignore[assignment]
+__all__ = [
+    "FieldEdit",
+    "NotFoundError",
+    "StagedView",
+    "StagingError",
+    "as_staged",
+    "check_room",
+    "discard",
+    "drop_revoked",
+    "insert_staged",
+    "list_staged",
+    "mirrored_methods",
+    "stage_account_fields",
+    "stage_card",
+    "stage_method_change",
+]
 
 
 class StagingError(ValueError):
@@ -59,102 +61,24 @@ class NotFoundError(LookupError):
     """The payment method or staged change is not the account's (answered as 404)."""
 
 
-def to_json(value: Any) -> str:
-    """A change value as stored (JSON)."""
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def from_json(text: str | None) -> Any:
-    """A stored change value."""
-    return None if text is None else json.loads(text)
-
-
-def audit(
-    conn: Connection,
-    *,
-    actor: str,
-    action: str,
-    now: dt.datetime,
-    account_sfid: str | None = None,
-    change_set_id: int | None = None,
-    detail: str | None = None,
-) -> None:
-    """Append one entry to the audit log (never card data)."""
-    conn.execute(
-        insert(_audit).values(
-            at=now,
-            actor=actor[:120],
-            action=action,
-            account_sfid=account_sfid,
-            change_set_id=change_set_id,
-            detail=detail,
-        )
-    )
-
-
 # -- reading ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StagedView:
-    """A staged change as the portal lists it."""
-
-    id: int
-    kind: ChangeKind
-    target: str | None
-    payload: dict[str, Any]
-    description: str
-    created_at: dt.datetime
-
-    def as_staged(self) -> Staged:
-        """The plan's view of this change."""
-        return Staged(self.id, self.kind, self.target, self.payload, self.description)
-
-
-def list_staged(conn: Connection, contact_sfid: str, account_sfid: str) -> list[StagedView]:
-    """The contact's staged changes for the account, oldest first."""
-    rows = conn.execute(
-        select(STAGED)
-        .where(STAGED.c.contact_sfid == contact_sfid, STAGED.c.account_sfid == account_sfid)
-        .order_by(STAGED.c.id)
-    ).all()
-    return [
-        StagedView(
-            r.id, ChangeKind(r.kind), r.target, json.loads(r.payload), r.description, r.created_at
-        )
-        for r in rows
-    ]
+def as_staged(view: StagedView) -> Staged:
+    """The plan's view of a stored staged change."""
+    return Staged(view.id, view.kind, view.target, view.payload, view.description)
 
 
 def mirrored_methods(conn: Connection, account_sfid: str) -> list[MethodState]:
     """The account's live payment methods as the plan sees them."""
-    rows = conn.execute(
-        select(
-            _pm.c.sfid,
-            _pm.c.is_default,
-            _pm.c.status,
-            _pm.c.card_type,
-            _pm.c.type,
-            _pm.c.card_last_four,
-            _pm.c.card_expiration_month,
-            _pm.c.card_expiration_year,
-        )
-        .where(_pm.c.account_sfid == account_sfid, _pm.c.is_deleted.is_(False))
-        .order_by(_pm.c.sfid)
-    ).all()
     return [
         MethodState(
             ref=r.sfid,
-            is_default=bool(r.is_default),
+            is_default=r.is_default,
             status=r.status,
-            words=CardWords(
-                r.card_type or r.type,
-                r.card_last_four,
-                r.card_expiration_month,
-                r.card_expiration_year,
-            ),
+            words=CardWords(r.brand, r.last_four, r.exp_month, r.exp_year),
         )
-        for r in rows
+        for r in repo.live_payment_methods(conn, account_sfid)
     ]
 
 
@@ -172,17 +96,7 @@ def insert_staged(
     now: dt.datetime,
 ) -> None:
     """Write one staged change and its audit entry."""
-    conn.execute(
-        insert(STAGED).values(
-            account_sfid=account_sfid,
-            contact_sfid=contact_sfid,
-            kind=kind.value,
-            target=target,
-            payload=json.dumps(payload, sort_keys=True),
-            description=description,
-            created_at=now,
-        )
-    )
+    repo.add_staged(conn, contact_sfid, account_sfid, kind, target, payload, description, now)
     audit(
         conn,
         actor=f"contact:{contact_sfid}",
@@ -193,11 +107,11 @@ def insert_staged(
     )
 
 
-def _check_room(
+def check_room(
     conn: Connection, existing: Sequence[StagedView], account_sfid: str, extra: Sequence[Staged]
 ) -> None:
     """Refuse a change when the set it joins could not be sent as one CRM request."""
-    staged = [s.as_staged() for s in existing] + list(extra)
+    staged = [as_staged(s) for s in existing] + list(extra)
     try:
         shape = write_shape(mirrored_methods(conn, account_sfid), staged)
     except PlanError:
@@ -241,7 +155,7 @@ def stage_account_fields(
         if s.kind is ChangeKind.ACCOUNT_FIELD
     }
     new_fields = [e for e in edits if e.column not in existing and not same_value(e.saw, e.new)]
-    _check_room(
+    check_room(
         conn,
         list_staged(conn, contact_sfid, account_sfid),
         account_sfid,
@@ -254,7 +168,7 @@ def stage_account_fields(
         if before is not None and same_value(before.payload["new"], edit.new):
             continue
         if before is not None:
-            conn.execute(delete(STAGED).where(STAGED.c.id == before.id))
+            repo.delete_staged(conn, [before.id])
         if same_value(saw, edit.new):
             changed += before is not None
             continue
@@ -276,7 +190,7 @@ def stage_account_fields(
 def _check_plan(
     conn: Connection, contact_sfid: str, account_sfid: str, extra: Staged | None
 ) -> None:
-    staged = [s.as_staged() for s in list_staged(conn, contact_sfid, account_sfid)]
+    staged = [as_staged(s) for s in list_staged(conn, contact_sfid, account_sfid)]
     if extra is not None:
         staged.append(extra)
     try:
@@ -312,7 +226,7 @@ def stage_card(
     words = CardWords(card.brand, card.last_four, card.exp_month, card.exp_year)
     description = add_card_words(words, is_default=is_default, is_one_time=is_one_time)
     adding = Staged(0, ChangeKind.ADD_CARD, None, payload, "")
-    _check_room(conn, list_staged(conn, contact_sfid, account_sfid), account_sfid, [adding])
+    check_room(conn, list_staged(conn, contact_sfid, account_sfid), account_sfid, [adding])
     _check_plan(conn, contact_sfid, account_sfid, adding)
     insert_staged(
         conn, contact_sfid, account_sfid, ChangeKind.ADD_CARD, None, payload, description, now
@@ -341,7 +255,7 @@ def stage_method_change(
     if any(s.kind is kind and s.target == method_sfid for s in existing):
         return
     adding = Staged(0, kind, method_sfid, {}, "")
-    _check_room(conn, existing, account_sfid, [adding])
+    check_room(conn, existing, account_sfid, [adding])
     _check_plan(conn, contact_sfid, account_sfid, adding)
     words = make_default_words if kind is ChangeKind.MAKE_DEFAULT else remove_words
     insert_staged(conn, contact_sfid, account_sfid, kind, method_sfid, {}, words(method.words), now)
@@ -355,23 +269,17 @@ def discard(
     Raises:
         NotFoundError: no such staged change of this contact and account.
     """
-    row = conn.execute(
-        select(STAGED.c.description).where(
-            STAGED.c.id == staged_id,
-            STAGED.c.contact_sfid == contact_sfid,
-            STAGED.c.account_sfid == account_sfid,
-        )
-    ).first()
-    if row is None:
+    description = repo.staged_description(conn, staged_id, contact_sfid, account_sfid)
+    if description is None:
         raise NotFoundError(str(staged_id))
-    conn.execute(delete(STAGED).where(STAGED.c.id == staged_id))
+    repo.delete_staged(conn, [staged_id])
     audit(
         conn,
         actor=f"contact:{contact_sfid}",
         action="discard",
         now=now,
         account_sfid=account_sfid,
-        detail=row.description,
+        detail=description,
     )
 
 
@@ -381,22 +289,9 @@ def drop_revoked(conn: Connection, role: str, now: dt.datetime) -> int:
     Returns:
         How many staged changes were dropped.
     """
-    acr = AccountContactRole.__table__
-    acc = Account.__table__
-    con = Contact.__table__
-    still_admin = exists().where(
-        acr.c.contact_sfid == STAGED.c.contact_sfid,
-        acr.c.account_sfid == STAGED.c.account_sfid,
-        acr.c.role == role,
-        acr.c.is_deleted.is_(False),
-        exists().where(acc.c.sfid == acr.c.account_sfid, acc.c.is_deleted.is_(False)),
-        exists().where(con.c.sfid == acr.c.contact_sfid, con.c.is_deleted.is_(False)),
-    )
-    rows = conn.execute(
-        select(STAGED.c.id, STAGED.c.contact_sfid, STAGED.c.account_sfid).where(~still_admin)
-    ).all()
+    rows = repo.revoked_staged(conn, role)
     for r in rows:
-        conn.execute(delete(STAGED).where(STAGED.c.id == r.id))
+        repo.delete_staged(conn, [r.id])
         audit(
             conn,
             actor="billing-sync",

@@ -7,24 +7,34 @@ billing database (``BILLING_SYNC_DATABASE_URL``, by default the SQLite file
 portal on ``--host``/``--port`` and the periodic change check and pulls on threads. It
 prints signed portal links for a Billing Admin and for a contact who is not one. It
 needs neither Redis nor PostgreSQL, and never touches a real org. Ctrl-C stops.
+
+It logs in as production does, with the JWT bearer flow: a throwaway key pair is made at
+start (removed at the end), the sandbox registers its certificate, and the service signs
+its assertions with the key. The sandbox runs as a 2027 org: SOAP login off, the
+password flow blocked.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import signal
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, exists, func, select
 
+from sync.commands.keys import KeyPair, generate_key_pair
 from sync.commands.launcher import SandboxProcess, SandboxStartError
 from sync.commands.launcher import start_sandbox as launch_sandbox
 from sync.commands.pull import EXIT_CONFIG, EXIT_FAILED, summary_line
 from sync.commands.run import run_service
 from sync.context import SyncContext
+from sync.crm.auth import SANDBOX_CONSUMER_KEY, SANDBOX_MY_DOMAIN, SANDBOX_USERNAME
 from sync.crm.client import CrmClient
 from sync.crm.errors import CrmError
 from sync.db.models import Account, AccountContactRole, Contact
@@ -46,12 +56,20 @@ def _say(text: str = "") -> None:
     sys.stdout.flush()
 
 
-def start_sandbox(accounts: int = DEMO_ACCOUNTS, seed: int = DEMO_SEED) -> SandboxProcess:
+def start_sandbox(
+    accounts: int = DEMO_ACCOUNTS, seed: int = DEMO_SEED, *, jwt_cert: str | None = None
+) -> SandboxProcess:
     """The sandbox CRM, seeded with ``accounts`` accounts, serving on a free local port.
+
+    Args:
+        accounts: accounts to generate.
+        seed: seed of the generated data.
+        jwt_cert: certificate to register for the JWT bearer flow.
 
     Raises:
         SandboxStartError: it did not start (the message holds its output).
     """
+    extra = ("--jwt-cert", jwt_cert) if jwt_cert else ()
     return launch_sandbox(
         "--seed",
         str(accounts),
@@ -59,31 +77,37 @@ def start_sandbox(accounts: int = DEMO_ACCOUNTS, seed: int = DEMO_SEED) -> Sandb
         str(seed),
         "--daily-limit",
         str(DEMO_DAILY_LIMIT),
+        *extra,
         timeout=300.0,
     )
 
 
-def demo_settings(settings: Settings, sandbox_url: str) -> Settings:
-    """``settings`` bent to the demo: the sandbox's CRM, one process, a portal secret.
+def demo_settings(settings: Settings, sandbox_url: str, keys: KeyPair) -> Settings:
+    """``settings`` bent to the demo: the sandbox's CRM by JWT, one process, a secret.
 
     Whatever ``SALESFORCE_*`` and ``BILLING_SYNC_BROKER_URL`` say, the demo uses the
-    sandbox it started and runs everything in this process.
+    sandbox it started, logs in with the demo's key, and runs everything in this process.
     """
     return settings.with_(
         broker_url=None,
-        salesforce_username=None,
+        salesforce_auth="jwt",
+        salesforce_username=SANDBOX_USERNAME,
         salesforce_password=None,
         salesforce_security_token=None,
-        salesforce_domain=None,
+        salesforce_consumer_key=SANDBOX_CONSUMER_KEY,
+        salesforce_consumer_secret=None,
+        salesforce_private_key_file=str(keys.key_file),
+        salesforce_domain="login",
+        salesforce_my_domain=SANDBOX_MY_DOMAIN,
         salesforce_instance_url=sandbox_url,
         portal_secret=settings.portal_secret or demo_secret(),
         pull_interval=min(settings.pull_interval, DEMO_INTERVAL),
     )
 
 
-def demo_context(settings: Settings, sandbox_url: str) -> SyncContext:
-    """A context on ``settings``' database and the sandbox at ``sandbox_url``."""
-    crm = CrmClient.from_settings(settings, sandbox_url=sandbox_url)
+def demo_context(settings: Settings) -> SyncContext:
+    """A context on ``settings``' database and CRM (the demo's sandbox, by JWT)."""
+    crm = CrmClient.from_settings(settings)
     try:
         return SyncContext.from_settings(settings, crm=crm)
     except BaseException:
@@ -145,7 +169,6 @@ def portal_links(settings: Settings, engine: Engine, base_url: str) -> list[str]
     """Lines with a signed portal link for a Billing Admin and for a non-admin."""
     if importlib.util.find_spec("sync.portal.links") is None:
         return []
-    # The portal is optional in an installation: imported only when there is one.
     from sync.portal.links import PortalSigner
 
     signer = PortalSigner(settings.require_portal_secret())
@@ -169,67 +192,84 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     # group of its own) is stopped either way; once running, both stop it cleanly.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return _demo(args, settings)
+        return _run_demo(args, settings)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _demo(args: argparse.Namespace, settings: Settings) -> int:
+def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     _say(f"starting the sandbox CRM with {DEMO_ACCOUNTS} generated accounts ...")
+    key_dir = Path(tempfile.mkdtemp(prefix="billing-sync-demo-"))
     try:
-        server = start_sandbox()
-    except SandboxStartError as exc:
+        keys = generate_key_pair(key_dir, days=1)
+        try:
+            server = start_sandbox(jwt_cert=str(keys.cert_file))
+        except SandboxStartError as exc:
+            sys.stderr.write(f"billing-sync: {exc}\n")
+            return EXIT_FAILED
+        try:
+            return _demo(args, settings, server, keys)
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(key_dir, ignore_errors=True)
+
+
+def _demo(
+    args: argparse.Namespace, settings: Settings, server: SandboxProcess, keys: KeyPair
+) -> int:
+    """The demo on a started sandbox; returns the exit code."""
+    demo = demo_settings(settings, server.url, keys)
+    try:
+        ctx = demo_context(demo)
+    except MappingError as exc:
         sys.stderr.write(f"billing-sync: {exc}\n")
+        return EXIT_CONFIG
+    except CrmError as exc:
+        sys.stderr.write(f"billing-sync: the sandbox CRM did not answer: {exc}\n")
         return EXIT_FAILED
     try:
-        demo = demo_settings(settings, server.url)
-        try:
-            ctx = demo_context(demo, server.url)
-        except MappingError as exc:
-            sys.stderr.write(f"billing-sync: {exc}\n")
-            return EXIT_CONFIG
-        except CrmError as exc:
-            sys.stderr.write(f"billing-sync: the sandbox CRM did not answer: {exc}\n")
-            return EXIT_FAILED
-        try:
-            _say(f"sandbox CRM at {server.url}; billing database {demo.database_url}")
-            _say("full pull:")
-            started = time.monotonic()
-            results = initial_pull(ctx)
-            for result in results:
-                _say(summary_line(result))
-            records = sum(r.records for r in results)
+        _say(f"sandbox CRM at {server.url}; billing database {demo.database_url}")
+        _say(
+            f"logged in with the JWT bearer flow as {SANDBOX_USERNAME} "
+            f"(key {keys.key_file}, certificate registered with the sandbox)"
+        )
+        _say("full pull:")
+        started = time.monotonic()
+        results = initial_pull(ctx)
+        for result in results:
+            _say(summary_line(result))
+        records = sum(r.records for r in results)
+        _say(
+            f"mirrored {records:,} records of {len(results)} objects in "
+            f"{time.monotonic() - started:.1f}s"
+        )
+        for line in describe_mirror(ctx):
+            _say(line)
+
+        def ready(url: str | None) -> None:
+            if url is None:
+                _say("this installation has no portal; syncing only")
+            else:
+                base = url if demo.public_url == DEFAULT_PUBLIC_URL else demo.public_url
+                _say(f"portal at {url}")
+                for line in portal_links(demo, ctx.engine, base):
+                    _say(line)
             _say(
-                f"mirrored {records:,} records of {len(results)} objects in "
-                f"{time.monotonic() - started:.1f}s"
+                f"checking the CRM for changes every {demo.pull_interval:g}s; edit data at "
+                f"{server.url} (any Salesforce client: client credentials with consumer "
+                f"key {SANDBOX_CONSUMER_KEY}, secret sandbox-secret, on "
+                f"{SANDBOX_MY_DOMAIN}) and watch it arrive. Ctrl-C stops."
             )
-            for line in describe_mirror(ctx):
-                _say(line)
 
-            def ready(url: str | None) -> None:
-                if url is None:
-                    _say("this installation has no portal; syncing only")
-                else:
-                    base = url if demo.public_url == DEFAULT_PUBLIC_URL else demo.public_url
-                    _say(f"portal at {url}")
-                    for line in portal_links(demo, ctx.engine, base):
-                        _say(line)
-                _say(
-                    f"checking the CRM for changes every {demo.pull_interval:g}s; edit data at "
-                    f"{server.url} (any Salesforce client, login admin@sandbox.local / "
-                    "sandbox / sandbox-token) and watch it arrive. Ctrl-C stops."
-                )
-
-            code = run_service(demo, host=args.host, port=args.port, ctx=ctx, on_ready=ready)
-            _say("stopped")
-            return code
-        except OSError as exc:
-            sys.stderr.write(f"billing-sync: cannot listen on {args.host}:{args.port}: {exc}\n")
-            return EXIT_FAILED
-        except SettingsError as exc:
-            sys.stderr.write(f"billing-sync: {exc}\n")
-            return EXIT_CONFIG
-        finally:
-            ctx.close()
+        code = run_service(demo, host=args.host, port=args.port, ctx=ctx, on_ready=ready)
+        _say("stopped")
+        return code
+    except OSError as exc:
+        sys.stderr.write(f"billing-sync: cannot listen on {args.host}:{args.port}: {exc}\n")
+        return EXIT_FAILED
+    except SettingsError as exc:
+        sys.stderr.write(f"billing-sync: {exc}\n")
+        return EXIT_CONFIG
     finally:
-        server.stop()
+        ctx.close()

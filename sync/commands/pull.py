@@ -29,6 +29,7 @@ from sync.context import (
 from sync.crm.errors import CrmConfigurationError, CrmError, RequestLimitExceededError
 from sync.db import service_state
 from sync.db.engine import current_revision, head_revision, make_engine, upgrade
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingError
 from sync.mapping.validate import validate_mappings
@@ -291,7 +292,7 @@ def collect_status(engine: Engine, settings: Settings, now: dt.datetime) -> dict
     Raises:
         MappingError: the mapping files are unusable.
     """
-    mappings = load_mappings(default_mappings_dir(settings.mappings_dir))
+    mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
     client = redis_client(settings.broker_url) if settings.broker_url else None
     try:
         status = StatusReader(settings, engine, mappings).read(now=now, redis_client=client)
@@ -412,7 +413,7 @@ def mappings_command(args: argparse.Namespace, settings: Settings) -> int:
     """``billing-sync mappings check``: load mappings/*.yaml, validate against the CRM."""
     folder = default_mappings_dir(settings.mappings_dir)
     try:
-        mappings = load_mappings(folder)
+        mappings = load_mappings(folder, MIRRORED_SHAPES)
     except MappingError as exc:
         _err(str(exc))
         return EXIT_CONFIG

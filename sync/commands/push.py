@@ -15,6 +15,7 @@ import json
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.changes import outbox
+from sync.changes.rules import ItemOutcome
 from sync.clock import utc_now
 from sync.commands.pull import (
     EXIT_CONFIG,
@@ -85,10 +86,10 @@ def render_set(view: outbox.SetView, now: dt.datetime) -> list[str]:
     ]
     for item in view.items:
         extra = ""
-        if item.outcome == "conflict":
+        if item.outcome is ItemOutcome.CONFLICT:
             extra = f"  [conflict: CRM has {item.crm_value!r}]"
         elif item.outcome:
-            extra = f"  [{item.outcome}]"
+            extra = f"  [{item.outcome.value}]"
         lines.append(f"    {item.label}{extra}")
     if view.message:
         lines.append(f"    {view.message}")

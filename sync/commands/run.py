@@ -24,6 +24,7 @@ from sync.crm.errors import CrmError
 from sync.db import service_state
 from sync.db.engine import make_engine, upgrade
 from sync.db.repo import set_paused
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.events.runner import in_process
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingError
@@ -226,7 +227,7 @@ def run_command(
 
 def _set_paused(args: argparse.Namespace, settings: Settings, paused: bool) -> int:
     try:
-        mappings = load_mappings(default_mappings_dir(settings.mappings_dir))
+        mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
     except MappingError as exc:
         _err(str(exc))
         return 2

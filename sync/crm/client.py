@@ -10,12 +10,14 @@ type and record URL, which costs nothing to keep and helps in error reports).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
+import redis
 import requests
 
 from sync.crm.answers import (
@@ -32,13 +34,24 @@ from sync.crm.answers import (
     subresponse_error,
     typed_records,
 )
-from sync.crm.auth import SANDBOX_PASSWORD, SANDBOX_SECURITY_TOKEN, SANDBOX_USERNAME, Credentials
+from sync.crm.auth import (
+    SANDBOX_PASSWORD,
+    SANDBOX_SECURITY_TOKEN,
+    SANDBOX_USERNAME,
+    ClientCredentialsLogin,
+    Credentials,
+    JwtLogin,
+    LoginMethod,
+    password_flow_warning,
+    read_private_key,
+)
 from sync.crm.composite import CompositeApi
 from sync.crm.errors import CrmConfigurationError, MalformedResponseError, snippet
 from sync.crm.graph import unmodified_since
 from sync.crm.retry import RetryPolicy
 from sync.crm.session import make_session
 from sync.crm.soql import identifier
+from sync.crm.tokens import RedisTokens, TokenStore
 from sync.crm.transport import PartialFailure
 from sync.crm.usage import ApiUsage
 from sync.settings import Settings
@@ -59,6 +72,17 @@ __all__ = [
     "unmodified_since",
 ]
 
+logger = logging.getLogger("sync.crm")
+
+_LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
+_NO_LOGIN = (
+    "no CRM login configured. For the JWT bearer flow set SALESFORCE_CONSUMER_KEY, "
+    "SALESFORCE_USERNAME, SALESFORCE_PRIVATE_KEY_FILE and SALESFORCE_MY_DOMAIN; for client "
+    "credentials SALESFORCE_CONSUMER_KEY, SALESFORCE_CONSUMER_SECRET and SALESFORCE_MY_DOMAIN "
+    "(plus SALESFORCE_INSTANCE_URL for a sandbox or proxy), or use `billing-sync demo`, "
+    "which runs the embedded sandbox"
+)
+
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 
 
@@ -66,6 +90,91 @@ def _check_id(record_id: str) -> str:
     if not isinstance(record_id, str) or not _RECORD_ID.match(record_id):
         raise ValueError(f"not a Salesforce record Id: {record_id!r}")
     return record_id
+
+
+def login_from_settings(settings: Settings) -> LoginMethod:
+    """The login the ``SALESFORCE_*`` variables describe (see :attr:`Settings.auth_flow`).
+
+    Raises:
+        CrmConfigurationError: a variable the flow needs is missing or unusable; the
+            message names it.
+    """
+    flow = settings.auth_flow
+    if flow == "jwt":
+        _require(
+            "the JWT bearer flow",
+            ("SALESFORCE_CONSUMER_KEY", settings.salesforce_consumer_key),
+            ("SALESFORCE_USERNAME", settings.salesforce_username),
+            ("SALESFORCE_PRIVATE_KEY_FILE", settings.salesforce_private_key_file),
+        )
+        assert settings.salesforce_consumer_key and settings.salesforce_username
+        assert settings.salesforce_private_key_file
+        domain = settings.salesforce_domain or "login"
+        if domain not in ("login", "test"):
+            raise CrmConfigurationError(
+                f"SALESFORCE_DOMAIN={domain} must be login (production) or test (a sandbox "
+                "org): it is the JWT audience; the My Domain host goes in SALESFORCE_MY_DOMAIN"
+            )
+        return JwtLogin(
+            consumer_key=settings.salesforce_consumer_key,
+            username=settings.salesforce_username,
+            private_key=read_private_key(settings.salesforce_private_key_file),
+            key_file=settings.salesforce_private_key_file,
+            domain=domain,
+            token_host=settings.salesforce_my_domain or f"{domain}.salesforce.com",
+        )
+    if flow == "client_credentials":
+        _require(
+            "the client-credentials flow",
+            ("SALESFORCE_CONSUMER_KEY", settings.salesforce_consumer_key),
+            ("SALESFORCE_CONSUMER_SECRET", settings.salesforce_consumer_secret),
+            ("SALESFORCE_MY_DOMAIN", settings.salesforce_my_domain),
+        )
+        assert settings.salesforce_consumer_key and settings.salesforce_consumer_secret
+        assert settings.salesforce_my_domain
+        if settings.salesforce_my_domain in _LOGIN_HOSTS:
+            raise CrmConfigurationError(
+                f"SALESFORCE_MY_DOMAIN={settings.salesforce_my_domain}: Salesforce refuses the "
+                "client-credentials flow on login and test hosts; use the org's My Domain "
+                "host (e.g. acme.my.salesforce.com)"
+            )
+        return ClientCredentialsLogin(
+            settings.salesforce_consumer_key,
+            settings.salesforce_consumer_secret,
+            settings.salesforce_my_domain,
+        )
+    missing = [
+        name
+        for name, value in (
+            ("SALESFORCE_USERNAME", settings.salesforce_username),
+            ("SALESFORCE_PASSWORD", settings.salesforce_password),
+        )
+        if not value
+    ]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise CrmConfigurationError(
+            f"{_NO_LOGIN}: for the legacy password flow {' and '.join(missing)} {verb} not set"
+            if flow is None
+            else f"the password flow needs {' and '.join(missing)}, which {verb} not set"
+        )
+    assert settings.salesforce_username and settings.salesforce_password
+    logger.warning(password_flow_warning())
+    return Credentials(
+        username=settings.salesforce_username,
+        password=settings.salesforce_password,
+        security_token=settings.salesforce_security_token or "",
+        domain=settings.salesforce_domain,
+        consumer_key=settings.salesforce_consumer_key,
+        consumer_secret=settings.salesforce_consumer_secret,
+    )
+
+
+def _require(flow: str, *pairs: tuple[str, str | None]) -> None:
+    missing = [name for name, value in pairs if not value]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise CrmConfigurationError(f"{flow} needs {' and '.join(missing)}, which {verb} not set")
 
 
 class CrmClient(CompositeApi):
@@ -90,7 +199,8 @@ class CrmClient(CompositeApi):
             settings: the process settings (``SALESFORCE_*`` variables).
             session: an HTTP session to use as is (tests); default: :func:`make_session`
                 rewriting to ``sandbox_url`` or ``settings.salesforce_instance_url``.
-            sandbox_url: base URL of a running sandbox; its default login is used.
+            sandbox_url: base URL of a running sandbox; its default login (its published
+                app, client credentials on its My Domain host) is used.
             retry: the retry policy (default: :class:`RetryPolicy`'s defaults).
 
         Raises:
@@ -98,38 +208,26 @@ class CrmClient(CompositeApi):
                 the message names the missing variables.
         """
         if sandbox_url is not None:
-            credentials = Credentials.sandbox()
+            credentials: LoginMethod = ClientCredentialsLogin.sandbox()
             instance_url: str | None = sandbox_url.rstrip("/")
         else:
-            missing = [
-                name
-                for name, value in (
-                    ("SALESFORCE_USERNAME", settings.salesforce_username),
-                    ("SALESFORCE_PASSWORD", settings.salesforce_password),
-                )
-                if not value
-            ]
-            if missing:
-                raise CrmConfigurationError(
-                    f"no CRM login configured: {' and '.join(missing)} "
-                    f"{'is' if len(missing) == 1 else 'are'} not set. Set SALESFORCE_USERNAME, "
-                    "SALESFORCE_PASSWORD and SALESFORCE_SECURITY_TOKEN (plus "
-                    "SALESFORCE_INSTANCE_URL for a sandbox or proxy), or use "
-                    "`billing-sync demo`, which runs the embedded sandbox"
-                )
-            assert settings.salesforce_username and settings.salesforce_password
-            credentials = Credentials(
-                username=settings.salesforce_username,
-                password=settings.salesforce_password,
-                security_token=settings.salesforce_security_token or "",
-                domain=settings.salesforce_domain,
-            )
+            credentials = login_from_settings(settings)
             instance_url = settings.salesforce_instance_url
+        tokens: TokenStore | None = None
+        if settings.broker_url:
+            # One token for every process of the deployment (see sync.crm.tokens).
+            tokens = RedisTokens(
+                redis.Redis.from_url(settings.broker_url),
+                settings.redis_prefix,
+                f"{instance_url or ''}|{credentials.cache_key()}",
+                lock_ttl=settings.lock_ttl,
+            )
         client = cls(
             credentials,
             session=session if session is not None else make_session(instance_url),
             api_version=settings.salesforce_api_version,
             retry=retry,
+            tokens=tokens,
         )
         client._own_session = session is None
         return client
@@ -430,3 +528,59 @@ class CrmClient(CompositeApi):
             return self.retry.retrying(idempotent=idempotent)(attempt)
         except PartialFailure:
             return [r for r in outcome if r is not None]
+
+    # ------------------------------------------------------------ the org itself
+
+    def versions(self) -> list[str]:
+        """``GET /services/data/``: the API versions the org offers, oldest first."""
+        answer = self._request("GET", "/services/data/", metered=False)
+        offered = [str(v["version"]) for v in answer if isinstance(v, dict) and "version" in v]
+        if not isinstance(answer, list) or not offered:
+            raise MalformedResponseError(
+                "the version list is not a JSON list of versions",
+                method="GET",
+                endpoint="/services/data/",
+            )
+        return sorted(offered, key=float)
+
+    def check_api_version(self) -> str | None:
+        """Stop when the org does not offer the configured version; note a newer one.
+
+        Returns:
+            The newest version the org offers when it is newer than the configured one
+            (logged once per client), else None.
+
+        Raises:
+            CrmConfigurationError: the org does not offer ``api_version``; the message
+                lists the versions it does offer.
+        """
+        offered = self.versions()
+        if self.api_version not in offered:
+            shown = ", ".join(offered[-8:])
+            raise CrmConfigurationError(
+                f"SALESFORCE_API_VERSION={self.api_version} is not offered by this org; it "
+                f"offers {offered[0]} to {offered[-1]} (the newest: {shown}). Set "
+                f"SALESFORCE_API_VERSION to one of them, e.g. {offered[-1]}"
+            )
+        newest = offered[-1]
+        if float(newest) > float(self.api_version):
+            if not self._newer_noted:
+                self._newer_noted = True
+                logger.info(
+                    "the org offers API version %s, newer than SALESFORCE_API_VERSION=%s",
+                    newest,
+                    self.api_version,
+                )
+            return newest
+        return None
+
+    def identity(self) -> dict[str, Any]:
+        """The identity URL of the token answer: who is logged in, in which org.
+
+        Raises:
+            CrmConfigurationError: the login gave no identity URL (SOAP login).
+        """
+        auth = self._current_auth()
+        if not auth.identity_url.startswith("https://"):
+            raise CrmConfigurationError("the login answer named no identity URL")
+        return self._request("GET", auth.identity_url, shape=json_object, metered=False)

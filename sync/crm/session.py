@@ -3,7 +3,8 @@
 simple-salesforce builds every URL as ``https://{instance}/...``. When
 ``SALESFORCE_INSTANCE_URL`` is set (the local sandbox, a proxy), this session rewrites
 the scheme and host of each such URL to that base, in this one place, so the same login
-and query code runs against the sandbox and a real org.
+and query code runs against the sandbox and a real org. The host asked for travels in
+``X-Forwarded-Host``, as behind a reverse proxy.
 
 The session also gives every request a timeout unless the caller passes one:
 simple-salesforce's login sends none, and a request without a timeout can hang a worker
@@ -60,7 +61,14 @@ class InstanceSession(CrmSession):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         if isinstance(url, bytes):
             url = url.decode()
-        return super().request(method, rewrite_url(url, self.instance_url), *args, **kwargs)
+        rewritten = rewrite_url(url, self.instance_url)
+        if rewritten != url:
+            # As a reverse proxy does: the server learns which host was asked for (the
+            # sandbox tells login.salesforce.com from the My Domain host by it).
+            headers = dict(kwargs.get("headers") or {})
+            headers.setdefault("X-Forwarded-Host", urlsplit(url).netloc)
+            kwargs["headers"] = headers
+        return super().request(method, rewritten, *args, **kwargs)
 
 
 def make_session(

@@ -1,9 +1,11 @@
 """How CRM requests are sent: login, one attempt, sorting, metering, the retry loop.
 
-simple-salesforce does the login (SOAP ``login()`` with username, password and security
-token, over our session, so :func:`~sync.crm.session.make_session`'s URL rewriting
-applies to it too) and owns the URL conventions (instance host, ``/services/data/vXX.X``)
-and the ``Sforce-Limit-Info`` parsing. Data requests are sent by :meth:`CrmTransport._send`
+:mod:`sync.crm.auth` logs in by the configured flow (JWT bearer, client credentials, or
+the legacy password flow), over our session, so :func:`~sync.crm.session.make_session`'s
+URL rewriting applies to it too; the token is kept in a
+:class:`~sync.crm.tokens.TokenStore` shared by every process of the deployment, and
+requests go to the host of the token answer's ``instance_url``. Data requests are sent
+by :meth:`CrmTransport._send`
 over the same session with the session id as bearer token, rather than through
 simple-salesforce's ``_call_salesforce``, because that method decides on its own what a
 failure means: it logs in again up to four times, recursively, on a 401
@@ -29,7 +31,7 @@ import orjson
 import requests
 
 from sync.crm.answers import WrongShape
-from sync.crm.auth import Authentication, Credentials, login
+from sync.crm.auth import Authentication, LoginMethod, login
 from sync.crm.errors import (
     CrmError,
     ErrorResolution,
@@ -42,6 +44,7 @@ from sync.crm.errors import (
 from sync.crm.retry import RetryPolicy
 from sync.crm.session import DEFAULT_TIMEOUT, CrmSession, make_session
 from sync.crm.soql import identifier
+from sync.crm.tokens import LocalTokens, TokenStore
 from sync.crm.usage import LIMIT_INFO_HEADER, ApiUsage, endpoint_name, parse_limit_info
 from sync.settings import DEFAULT_API_VERSION
 from sync.telemetry import counters
@@ -86,10 +89,12 @@ class CrmTransport:
 
     Logging in happens on the first request (or :meth:`login`). Safe to share between
     threads: counters and the session are guarded, and a session that expires is
-    renewed once however many threads noticed.
+    renewed once however many threads (and, with a shared token store, processes)
+    noticed.
 
     Attributes:
-        credentials: the login.
+        credentials: the login (one of :data:`~sync.crm.auth.LoginMethod`).
+        tokens: where the access token is kept.
         session: the HTTP session every request (login included) goes through.
         api_version: REST API version, e.g. ``"59.0"``.
         retry: the retry policy.
@@ -97,12 +102,13 @@ class CrmTransport:
 
     def __init__(
         self,
-        credentials: Credentials,
+        credentials: LoginMethod,
         *,
         session: requests.Session | None = None,
         api_version: str = DEFAULT_API_VERSION,
         retry: RetryPolicy | None = None,
         timeout: float | tuple[float, float] | None = None,
+        tokens: TokenStore | None = None,
     ) -> None:
         """Create a client; no request is sent yet.
 
@@ -112,6 +118,7 @@ class CrmTransport:
             api_version: REST API version without the ``v``.
             retry: the retry policy (default: :class:`RetryPolicy`'s defaults).
             timeout: per-request (connect, read) timeout; None keeps the session's.
+            tokens: the token store (default: this client's own, in memory).
         """
         if api_version.startswith("v"):
             raise ValueError(f"api_version must not start with 'v': {api_version!r}")
@@ -124,8 +131,9 @@ class CrmTransport:
         if timeout is None and not isinstance(self.session, CrmSession):
             timeout = DEFAULT_TIMEOUT
         self.timeout = timeout
+        self.tokens: TokenStore = tokens if tokens is not None else LocalTokens()
         self._auth: Authentication | None = None
-        self._login_lock = threading.Lock()
+        self._newer_noted = False
         self._counter_lock = threading.Lock()
         self._api_calls = 0
         self._logins = 0
@@ -133,7 +141,8 @@ class CrmTransport:
 
     def __repr__(self) -> str:
         name = type(self).__name__
-        return f"{name}(username={self.credentials.username!r}, version={self.api_version!r})"
+        who = self.credentials.who
+        return f"{name}(flow={self.credentials.flow!r}, who={who!r}, version={self.api_version!r})"
 
     def close(self) -> None:
         """Close the HTTP session if this client created it."""
@@ -166,8 +175,13 @@ class CrmTransport:
 
     @property
     def logins(self) -> int:
-        """Successful logins so far (the first one and each renewal)."""
+        """Successful logins this client made (the first one and each renewal)."""
         return self._logins
+
+    @property
+    def authentication(self) -> Authentication | None:
+        """The token in use, once logged in."""
+        return self._auth
 
     # ------------------------------------------------------------------- paths
 
@@ -192,23 +206,28 @@ class CrmTransport:
         self.retry.retrying()(self._renew, None)
 
     def _login_once(self) -> Authentication:
-        auth = login(self.credentials, self.session, self.api_version)
+        flow = self.credentials.flow
+        try:
+            auth = login(self.credentials, self.session, self.api_version)
+        except CrmError as exc:
+            outcome = "failed" if exc.retryable else "refused"
+            counters.BUFFER.inc(counters.CRM_LOGINS, {"flow": flow, "outcome": outcome})
+            raise
+        counters.BUFFER.inc(counters.CRM_LOGINS, {"flow": flow, "outcome": "success"})
         with self._counter_lock:
             self._logins += 1
         return auth
 
     def _current_auth(self) -> Authentication:
-        with self._login_lock:
-            if self._auth is None:
-                self._auth = self._login_once()
-            return self._auth
+        auth = self._auth
+        if auth is None:
+            auth = self._auth = self.tokens.renew(None, self._login_once)
+        return auth
 
     def _renew(self, stale: Authentication | None) -> Authentication:
-        """Log in again unless another thread already replaced ``stale``."""
-        with self._login_lock:
-            if self._auth is None or self._auth is stale or stale is None:
-                self._auth = self._login_once()
-            return self._auth
+        """A token other than ``stale``: another process's renewal, or a new login."""
+        self._auth = self.tokens.renew(stale, self._login_once)
+        return self._auth
 
     # ---------------------------------------------------------------- sending
 
@@ -236,7 +255,7 @@ class CrmTransport:
         try:
             response = self.session.request(
                 method,
-                f"https://{auth.instance}{path}",
+                path if path.startswith("https://") else f"https://{auth.instance}{path}",
                 params=params,
                 data=data,
                 headers=request_headers,
@@ -269,11 +288,14 @@ class CrmTransport:
         expect_body: bool = True,
         shape: Callable[[Any], Any] | None = None,
         raw: bool = False,
+        metered: bool = True,
     ) -> Any:
         """One attempt: send (logging in again once on an expired session), sort, decode.
 
         With ``raw``, a successful answer is returned as the response itself (a body
         that is not JSON, such as Bulk API CSV results); failures are sorted as always.
+        Without ``metered`` the call is not counted (the version list and the identity
+        URL are no API calls for the org).
         """
         auth = self._current_auth()
         response = self._send(auth, method, path, params=params, body=body, headers=headers)
@@ -283,7 +305,8 @@ class CrmTransport:
             auth = self._renew(auth)
             response = self._send(auth, method, path, params=params, body=body, headers=headers)
             error = self._error(response, method, path) if response.status_code >= 300 else None
-        self._count(error, path)
+        if metered:
+            self._count(error, path)
         if error is not None:
             raise error
         if raw:
@@ -372,6 +395,7 @@ class CrmTransport:
         shape: Callable[[Any], Any] | None = None,
         idempotent: bool | None = None,
         raw: bool = False,
+        metered: bool = True,
     ) -> Any:
         """Send one request under the retry policy and return its decoded answer.
 
@@ -391,4 +415,5 @@ class CrmTransport:
             expect_body=expect_body,
             shape=shape,
             raw=raw,
+            metered=metered,
         )

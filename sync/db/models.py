@@ -237,7 +237,13 @@ MIRRORED_MODELS: dict[str, type[Mirrored]] = {
 
 
 class SyncState(Base):
-    """One row per mapping: where its pull stands."""
+    """One row per mapping: where its pull stands, all of it.
+
+    The watermark, the pause switch, the last pass's times and outcome, the fingerprint
+    of the mapping its rows were last fully loaded with, and how the last pass read its
+    window (``load_*``: REST or a Bulk API 2.0 job). Records that failed to convert are
+    per record and keep their own table (``record_errors``).
+    """
 
     __tablename__ = "sync_state"
 
@@ -249,6 +255,15 @@ class SyncState(Base):
     last_outcome: Mapped[str | None] = mapped_column(String(40))
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # the mapping's fingerprint when its rows were last fully loaded
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # how the last pass read its window
+    load_method: Mapped[str | None] = mapped_column(String(10))
+    load_counted: Mapped[int | None] = mapped_column(BigInteger)
+    load_job_id: Mapped[str | None] = mapped_column(String(40))
+    load_api_calls: Mapped[int | None] = mapped_column(Integer)
+    load_fallback: Mapped[str | None] = mapped_column(Text)
+    load_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class SyncPass(Base):

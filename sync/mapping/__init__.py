@@ -1,8 +1,9 @@
 """Mappings: which CRM object fills which local table, and how its fields convert.
 
-Loaded from mappings/*.yaml (:mod:`sync.mapping.loader`), checked against the CRM's
-describe (:mod:`sync.mapping.validate`), applied by pure transforms
-(:mod:`sync.mapping.transform`).
+Loaded from mappings/*.yaml (:mod:`sync.mapping.loader`) against the local tables'
+shapes its caller hands in, checked against the CRM's describe (a plain dict, by
+:mod:`sync.mapping.validate`), applied by pure transforms (:mod:`sync.mapping.transform`).
+Nothing here imports the database or the CRM client.
 """
 
 from sync.mapping.loader import default_mappings_dir, load_mappings

@@ -1,8 +1,10 @@
 """Load mappings/*.yaml into :class:`MappingSet`, bound to the local tables.
 
 Everything that can be checked without the CRM is checked here: the YAML itself, the
-keys, the table (a mirrored table of sync/db/models.py), that each column exists there,
-is not a system column, is used once, and can hold the declared type. The checks against
+keys, the table (one of the local tables the caller hands in, described as
+:data:`~sync.mapping.spec.TableShapes`: nothing here reads the database's models), that
+each column exists there, is not a system column, is used once, and can hold the
+declared type. The checks against
 the CRM's describe live in :mod:`sync.mapping.validate`.
 """
 
@@ -10,17 +12,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from collections.abc import Mapping as ReadOnly
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import Boolean, Date, Integer, String, Table, Text
-from sqlalchemy.types import TypeEngine
 
-from sync.db.models import MIRRORED_MODELS
-from sync.db.types import ScaledDecimal, UTCDateTime
 from sync.mapping.spec import (
     SYSTEM_COLUMNS,
+    ColumnShape,
     ColumnType,
     Direction,
     FieldSpec,
@@ -28,6 +28,7 @@ from sync.mapping.spec import (
     MappingError,
     MappingSet,
     Problem,
+    TableShapes,
 )
 
 PROJECT_MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
@@ -75,8 +76,12 @@ def default_mappings_dir(configured: str | None = None) -> Path:
     return Path(configured) if configured else PROJECT_MAPPINGS
 
 
-def load_mappings(directory: str | Path) -> MappingSet:
+def load_mappings(directory: str | Path, tables: TableShapes) -> MappingSet:
     """Load every ``*.yaml`` file of ``directory``, in file-name order.
+
+    Args:
+        directory: the mappings folder.
+        tables: the local tables a mapping may fill, by name.
 
     Raises:
         MappingError: a file is malformed or names something that does not exist locally;
@@ -88,21 +93,23 @@ def load_mappings(directory: str | Path) -> MappingSet:
     files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
     if not files:
         raise MappingError([Problem(str(folder), "no mapping files (*.yaml) in this folder")])
-    return load_mapping_files(files)
+    return load_mapping_files(files, tables)
 
 
-def load_mapping_files(files: Iterable[Path]) -> MappingSet:
+def load_mapping_files(files: Iterable[Path], tables: TableShapes) -> MappingSet:
     """Load the given mapping files (see :func:`load_mappings`)."""
     problems: list[Problem] = []
     loaded: dict[str, Mapping] = {}
-    tables: dict[str, str] = {}
+    filled: dict[str, str] = {}
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             problems.append(Problem(str(path), f"cannot be read: {exc.strerror or exc}"))
             continue
-        mapping = parse_mapping(text, source=str(path), default_name=path.stem, problems=problems)
+        mapping = parse_mapping(
+            text, source=str(path), default_name=path.stem, tables=tables, problems=problems
+        )
         if mapping is None:
             continue
         if mapping.name in loaded:
@@ -114,18 +121,18 @@ def load_mapping_files(files: Iterable[Path]) -> MappingSet:
                 )
             )
             continue
-        if mapping.table in tables:
+        if mapping.table in filled:
             problems.append(
                 Problem(
                     str(path),
                     f"table {mapping.table!r} is already filled by mapping "
-                    f"{tables[mapping.table]!r}",
+                    f"{filled[mapping.table]!r}",
                     mapping.name,
                 )
             )
             continue
         loaded[mapping.name] = mapping
-        tables[mapping.table] = mapping.name
+        filled[mapping.table] = mapping.name
     if problems:
         raise MappingError(problems)
     return MappingSet(loaded)
@@ -136,6 +143,7 @@ def parse_mapping(
     *,
     source: str,
     default_name: str,
+    tables: TableShapes,
     problems: list[Problem] | None = None,
 ) -> Mapping | None:
     """Parse one mapping document and bind it to its table.
@@ -144,6 +152,7 @@ def parse_mapping(
         text: the YAML document.
         source: where it comes from (a file name), for messages.
         default_name: the mapping's name when the document has no ``name``.
+        tables: the local tables a mapping may fill, by name.
         problems: where to add problems; when None, the first problems raise.
 
     Returns:
@@ -153,7 +162,7 @@ def parse_mapping(
         MappingError: only when ``problems`` is None and the document is not usable.
     """
     found: list[Problem] = []
-    mapping = _parse(text, source, default_name, found)
+    mapping = _parse(text, source, default_name, tables, found)
     if found:
         if problems is None:
             raise MappingError(found)
@@ -162,7 +171,9 @@ def parse_mapping(
     return mapping
 
 
-def _parse(text: str, source: str, default_name: str, problems: list[Problem]) -> Mapping | None:
+def _parse(
+    text: str, source: str, default_name: str, tables: TableShapes, problems: list[Problem]
+) -> Mapping | None:
     try:
         doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -187,20 +198,20 @@ def _parse(text: str, source: str, default_name: str, problems: list[Problem]) -
     if not isinstance(crm_object, str) or not _CRM_NAME.match(crm_object):
         problems.append(Problem(source, "'object' must name the CRM object", name))
     table_name = doc.get("table")
-    table: Table | None = None
+    columns: ReadOnly[str, ColumnShape] | None = None
     if not isinstance(table_name, str):
         problems.append(Problem(source, "'table' must name a local table", name))
-    elif table_name not in MIRRORED_MODELS:
+    elif table_name not in tables:
         problems.append(
             Problem(
                 source,
                 f"table {table_name!r} is not a mirrored table "
-                f"(one of: {', '.join(sorted(MIRRORED_MODELS))})",
+                f"(one of: {', '.join(sorted(tables))})",
                 name,
             )
         )
     else:
-        table = MIRRORED_MODELS[table_name].__table__  # type: ignore[assignment]
+        columns = tables[table_name]
 
     direction_raw = doc.get("direction", Direction.READ.value)
     try:
@@ -250,8 +261,9 @@ def _parse(text: str, source: str, default_name: str, problems: list[Problem]) -
             specs.append(spec)
 
     _check_duplicates(specs, source, name, problems)
-    if table is not None:
-        specs = [_bind(spec, table, source, name, problems) for spec in specs]
+    if columns is not None:
+        assert isinstance(table_name, str)
+        specs = [_bind(spec, table_name, columns, source, name, problems) for spec in specs]
     if problems:
         return None
     assert isinstance(crm_object, str)
@@ -353,55 +365,43 @@ def _check_duplicates(
         columns.setdefault(spec.column, spec.crm_name)
 
 
-# Which SQLAlchemy column types can hold each local type.
-_COLUMN_KINDS: dict[ColumnType, tuple[type[TypeEngine[Any]], ...]] = {
-    ColumnType.STRING: (String,),
-    ColumnType.TEXT: (Text, String),
-    ColumnType.SFID: (String,),
-    ColumnType.BOOLEAN: (Boolean,),
-    ColumnType.INTEGER: (Integer, ScaledDecimal),
-    ColumnType.DECIMAL: (ScaledDecimal,),
-    ColumnType.DATE: (Date,),
-    ColumnType.DATETIME: (UTCDateTime,),
-}
-
-
 def _bind(
-    spec: FieldSpec, table: Table, source: str, mapping: str, problems: list[Problem]
+    spec: FieldSpec,
+    table: str,
+    columns: ReadOnly[str, ColumnShape],
+    source: str,
+    mapping: str,
+    problems: list[Problem],
 ) -> FieldSpec:
     """``spec`` with the column's limits, after checking the column can hold it."""
-    column = table.c.get(spec.column)
+    column = columns.get(spec.column)
     if column is None:
         problems.append(
             Problem(
                 source,
-                f"column {spec.column!r} is not in table {table.name!r}",
+                f"column {spec.column!r} is not in table {table!r}",
                 mapping,
                 spec.crm_name,
             )
         )
         return spec
-    ctype = column.type
-    if not isinstance(ctype, _COLUMN_KINDS[spec.type]):
+    if spec.type not in column.holds:
         problems.append(
             Problem(
                 source,
                 f"type {spec.type.value!r} cannot be stored in column "
-                f"{table.name}.{spec.column} ({ctype!r})",
+                f"{table}.{spec.column} ({column.type_text})",
                 mapping,
                 spec.crm_name,
             )
         )
         return spec
-    max_length = ctype.length if isinstance(ctype, String) else None
-    precision = scale = None
-    if isinstance(ctype, ScaledDecimal):
-        precision, scale = ctype.precision, ctype.scale
+    max_length = column.max_length
     if spec.type is ColumnType.SFID and max_length is not None and max_length < 18:
         problems.append(
             Problem(
                 source,
-                f"column {table.name}.{spec.column} holds {max_length} characters; an Id has 18",
+                f"column {table}.{spec.column} holds {max_length} characters; an Id has 18",
                 mapping,
                 spec.crm_name,
             )
@@ -412,6 +412,6 @@ def _bind(
         type=spec.type,
         reference_to=spec.reference_to,
         max_length=max_length,
-        precision=precision,
-        scale=scale,
+        precision=column.precision,
+        scale=column.scale,
     )

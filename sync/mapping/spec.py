@@ -1,14 +1,16 @@
 """What a mapping is: a CRM object, a local table, and how fields become columns.
 
 These are plain values. The loader builds them from mappings/*.yaml and binds each column
-to the table's limits (length, scale), so that the transforms can check a value without
-touching the database.
+to the table's limits (length, scale), described as plain :class:`ColumnShape` values
+that its caller hands in, so that the transforms can check a value without touching the
+database.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from collections.abc import Mapping as ReadOnly
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -39,6 +41,29 @@ class ColumnType(StrEnum):
 SYSTEM_COLUMNS = frozenset({"id", "sfid", "system_modstamp", "is_deleted", "synced_at"})
 # The CRM fields every pull reads, whatever the mapping lists.
 SYSTEM_FIELDS = ("Id", "IsDeleted", "SystemModstamp")
+
+
+@dataclass(frozen=True)
+class ColumnShape:
+    """What one local column can hold: what the loader checks a mapped field against.
+
+    Attributes:
+        holds: the local types whose values the column stores.
+        type_text: the column's type as messages name it.
+        max_length: the length limit of a text column (None: unlimited).
+        precision: total digits of a decimal column (None: not a decimal column).
+        scale: digits after the point of a decimal column.
+    """
+
+    holds: frozenset[ColumnType]
+    type_text: str
+    max_length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+
+
+# Table name -> column name -> shape: the local tables a mapping may fill.
+TableShapes = ReadOnly[str, ReadOnly[str, ColumnShape]]
 
 
 @dataclass(frozen=True)

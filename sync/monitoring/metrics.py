@@ -199,6 +199,17 @@ def families(snap: Status) -> Iterator[Metric]:
         "code",
         zeros=[{"code": c} for c in KNOWN_ERROR_CODES],
     )
+    yield _counter(
+        stored,
+        counters.CRM_LOGINS,
+        "CRM logins by flow and outcome (success, refused, failed), every process together.",
+        ["flow", "outcome"],
+        zeros=[
+            {"flow": f, "outcome": o}
+            for f in ("jwt", "client_credentials", "password")
+            for o in ("success", "refused", "failed")
+        ],
+    )
     interval = GaugeMetricFamily(
         "billing_sync_poll_interval_seconds",
         "The polling interval in effect after the API budget guard.",

@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from sync.changes.plan import WriteTargets
 from sync.changes.terms import load_terms
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.payments import load_gateway
 from sync.portal.health import Health
@@ -103,7 +104,9 @@ def create_app(
     kit = PortalKit(settings, engine, templates, session_ttl=session_ttl, clock=clock)
     terms = load_terms(settings.terms_file)
     gateway = load_gateway(settings.payment_gateway)
-    targets = WriteTargets.from_mappings(load_mappings(default_mappings_dir(settings.mappings_dir)))
+    targets = WriteTargets.from_mappings(
+        load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
+    )
 
     # --- monitoring: /metrics always; the ops dashboard only with BILLING_SYNC_OPS_TOKEN.
     monitor = monitor or Monitor(settings, engine, clock=clock)

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingSet
 from sync.monitoring import metrics
@@ -61,7 +62,9 @@ class Monitor:
         """The deployment's mappings (loaded from the mapping files on first use)."""
         with self._lock:
             if self._mappings is None:
-                self._mappings = load_mappings(default_mappings_dir(self.settings.mappings_dir))
+                self._mappings = load_mappings(
+                    default_mappings_dir(self.settings.mappings_dir), MIRRORED_SHAPES
+                )
             return self._mappings
 
     def _redis_client(self) -> redis.Redis | None:

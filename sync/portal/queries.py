@@ -28,6 +28,7 @@ from sync.db.models import (
     PaymentMethod,
     Product,
 )
+from sync.db.states import ChangeState, Operation
 from sync.portal.filters import Direction, ListQuery, SortKey
 from sync.portal.views import (
     AccountView,
@@ -353,8 +354,10 @@ def placed_orders(
         .select_from(items.join(sets, sets.c.id == items.c.change_set_id))
         .where(
             sets.c.account_sfid == account_sfid,
-            sets.c.state.in_(["accepted", "sending", "applied"]),
-            items.c.operation == "create",
+            sets.c.state.in_(
+                [ChangeState.ACCEPTED.value, ChangeState.SENDING.value, ChangeState.APPLIED.value]
+            ),
+            items.c.operation == Operation.CREATE.value,
             items.c.sobject == order_object,
             ~mirrored.exists(),
         )

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from sync.bulk.choice import LoadMethod, LoadReport, count_soql, save_report, threshold, use_bulk
+from sync.bulk.choice import LoadMethod, LoadReport, count_soql, threshold, use_bulk
 from sync.bulk.records import record_maker
 from sync.context import SyncContext
 from sync.crm.bulk import BulkJob, BulkJobFailed, BulkQueries
@@ -40,15 +40,11 @@ from sync.crm.errors import (
 from sync.crm.soql import and_, id_in, modstamp_window, select
 from sync.db import repo
 from sync.mapping.spec import Mapping
-from sync.mapping.transform import RowBuilder, parse_sf_datetime, record_id, row_builder
-from sync.pull.idle import (
-    RETRY_BASE,
-    RETRY_CAP,
-    store_fingerprint,
-    stored_fingerprints,
-)
+from sync.mapping.transform import parse_sf_datetime, record_id
+from sync.pull.idle import NO_HINTS, RETRY_BASE, RETRY_CAP, PassHints
 from sync.pull.pages import Prefetcher
 from sync.pull.result import Outcome, PassResult, Progress
+from sync.pull.rows import RowBuilder, row_builder
 from sync.pull.window import Window, advance_watermark, plan_window, retry_due
 from sync.telemetry import logs
 
@@ -72,7 +68,7 @@ class ConvertedPage:
 
     Attributes:
         values: the rows to upsert, as tuples of values in ``columns`` order (in the
-            forms of the :class:`~sync.mapping.transform.RowBuilder` that made them).
+            forms of the :class:`~sync.pull.rows.RowBuilder` that made them).
         columns: the columns of ``values``.
         failed: sfid -> reason, for records that could not be converted.
         newest: the newest SystemModstamp among all the page's records.
@@ -149,6 +145,8 @@ class _Run:
     failed: int = 0
     seen: set[str] = field(default_factory=set)  # failing records read by this pass
     progress_saved: float = -_PROGRESS_EVERY  # monotonic time of the last pass_progress
+    counted_ahead: int | None = None  # the full window's records, counted by the check
+    reloaded: bool = False  # the full window was read: the fingerprint may be stored
     method: LoadMethod = LoadMethod.REST
     counted: int | None = None  # the window's records, when counted before choosing
     job_id: str | None = None  # the Bulk job of the pass
@@ -250,7 +248,7 @@ class _Fetched:
 def _read(ctx: SyncContext, run: _Run, progress: ProgressCallback | None) -> None:
     """Read the pass's window through REST or, for a large one, a Bulk API 2.0 job.
 
-    A full window is counted first (the idle check may have counted it already); at or
+    A full window is counted first (the change check may have counted it already); at or
     above the mapping's bulk threshold it is read through Bulk. An incremental window
     starts on REST and moves to Bulk when its first page says it holds at least the
     threshold (a mass update in the CRM). Whatever Bulk refuses or fails falls back to
@@ -258,7 +256,7 @@ def _read(ctx: SyncContext, run: _Run, progress: ProgressCallback | None) -> Non
     """
     limit = threshold(run.mapping, ctx.settings)
     if limit > 0 and run.window.full:
-        counted = ctx.window_counts.pop(run.mapping.name, None)
+        counted = run.counted_ahead
         if counted is None:
             counted = ctx.crm.query_count(count_soql(run.mapping), include_deleted=True)
         run.counted = counted
@@ -466,6 +464,7 @@ def pull_mapping(
     full: bool = False,
     now: dt.datetime | None = None,
     progress: ProgressCallback | None = None,
+    hints: PassHints = NO_HINTS,
 ) -> PassResult:
     """One pass of one mapping: read its window and store it.
 
@@ -475,6 +474,8 @@ def pull_mapping(
         full: read everything instead of the window after the watermark.
         now: the pass's start (default: the context's clock).
         progress: called after each stored page.
+        hints: what the change check before it learned (its
+            :meth:`~sync.pull.idle.ChangeCheck.hint` for ``name``).
 
     Returns:
         The pass's result. CRM and database failures end the pass with outcome FAILED
@@ -483,7 +484,7 @@ def pull_mapping(
     Raises:
         KeyError: no such mapping.
     """
-    return pull_with_failure(ctx, name, full=full, now=now, progress=progress)[0]
+    return pull_with_failure(ctx, name, full=full, now=now, progress=progress, hints=hints)[0]
 
 
 def pull_with_failure(
@@ -493,13 +494,14 @@ def pull_with_failure(
     full: bool,
     now: dt.datetime | None,
     progress: ProgressCallback | None,
+    hints: PassHints = NO_HINTS,
 ) -> tuple[PassResult, BaseException | None]:
     """:func:`pull_mapping`, also returning the exception that ended the pass, if any.
 
     Records logged during the pass carry its mapping and pass id.
     """
     with logs.log_context(mapping=name):
-        return _pull_with_failure(ctx, name, full=full, now=now, progress=progress)
+        return _pull_with_failure(ctx, name, full=full, now=now, progress=progress, hints=hints)
 
 
 def _pull_with_failure(
@@ -509,12 +511,12 @@ def _pull_with_failure(
     full: bool,
     now: dt.datetime | None,
     progress: ProgressCallback | None,
+    hints: PassHints,
 ) -> tuple[PassResult, BaseException | None]:
     mapping = ctx.mapping(name)
     table = repo.mirrored_table(mapping.table)
     started_at = now or ctx.now()
     calls_at_start = ctx.crm.api_calls
-    stored_fingerprint = stored_fingerprints(ctx).get(name)
     with ctx.engine.begin() as conn:
         state = repo.get_state(conn, name)
         if state.paused:
@@ -528,7 +530,7 @@ def _pull_with_failure(
                 watermark=state.watermark,
             )
             return paused, None
-        if stored_fingerprint != mapping.fingerprint and state.watermark is not None:
+        if state.fingerprint != mapping.fingerprint and state.watermark is not None:
             # Rows stored under another definition of the mapping: reload them all.
             logger.info("mapping %s changed since its rows were loaded: full reload", name)
             full = True
@@ -537,7 +539,7 @@ def _pull_with_failure(
             now=started_at,
             lookback=dt.timedelta(seconds=ctx.settings.lookback_seconds),
             full=full,
-            crm_time=ctx.crm_time_hints.pop(name, None),
+            crm_time=hints.crm_time,
         )
         pass_id = repo.begin_pass(conn, name, "full" if window.full else "incremental", started_at)
         logs.bind(pass_id=pass_id)
@@ -554,13 +556,14 @@ def _pull_with_failure(
         error_sfids=error_sfids,
         plan=plan,
         builder=RowBuilder(mapping, columns=plan.columns, binds=plan.binds),
+        counted_ahead=hints.counted,
     )
     outcome, error = Outcome.OK, None
     failure: BaseException | None = None
     try:
         _read(ctx, run, progress)
-        if window.full and stored_fingerprint != mapping.fingerprint:
-            store_fingerprint(ctx, mapping)
+        # Rows now stored under this definition: the pass's closing records it.
+        run.reloaded = window.full and state.fingerprint != mapping.fingerprint
         _retry_failed_records(ctx, run, started_at)
     except RequestLimitExceededError as exc:
         outcome, error, failure = (
@@ -601,11 +604,24 @@ def _close_pass(
                 error=error,
                 finished_at=finished_at,
             )
-            values: dict[str, Any] = {"last_outcome": history_outcome, "last_error": error}
-            if outcome is Outcome.OK:
-                values["last_pass_finished_at"] = finished_at
-            repo.save_state(conn, run.mapping.name, finished_at, **values)
-        save_report(ctx.engine, run.mapping.name, _load_report(run, api_calls), finished_at)
+            load = _load_report(run, api_calls)
+            repo.close_mapping_pass(
+                conn,
+                run.mapping.name,
+                outcome=history_outcome,
+                error=error,
+                finished_at=finished_at,
+                succeeded=outcome is Outcome.OK,
+                load=repo.StoredLoad(
+                    method=load.method.value,
+                    counted=load.counted,
+                    job_id=load.job_id,
+                    api_calls=load.api_calls,
+                    fallback=load.fallback,
+                    at=finished_at,
+                ),
+                fingerprint=run.mapping.fingerprint if run.reloaded else None,
+            )
     except SQLAlchemyError as exc:
         # The database is what failed: the pass row stays "running" and is closed as
         # interrupted by the next pass.

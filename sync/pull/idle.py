@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping as ReadOnly
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from simple_salesforce import format_soql
 
 from sync.bulk.choice import count_soql, threshold
 from sync.context import SyncContext
 from sync.crm.soql import and_, select, soql_datetime
-from sync.db import repo, service_state
+from sync.db import repo
 from sync.mapping.spec import Mapping
 from sync.mapping.transform import parse_sf_datetime
 from sync.pull.window import is_newer, retry_due
@@ -33,26 +36,43 @@ RETRY_BASE = dt.timedelta(minutes=1)
 RETRY_CAP = dt.timedelta(hours=1)
 
 
-FINGERPRINT_PREFIX = "mapping-fingerprint:"
+@dataclass(frozen=True)
+class PassHints:
+    """What a change check learned about one mapping's next pass.
+
+    Attributes:
+        crm_time: the newest SystemModstamp the check saw in the CRM; the pass's window
+            reaches at least that far (a CRM clock ahead of ours).
+        counted: the records of the mapping's full window, counted by the check (for
+            the choice between REST and Bulk); None when not counted.
+    """
+
+    crm_time: dt.datetime | None = None
+    counted: int | None = None
 
 
-def stored_fingerprints(ctx: SyncContext) -> dict[str, str]:
-    """The fingerprint of each mapping as it was when its rows were last fully loaded."""
-    documents = service_state.read_prefix(ctx.engine, FINGERPRINT_PREFIX)
-    return {
-        key[len(FINGERPRINT_PREFIX) :]: str(doc.get("fingerprint"))
-        for key, (doc, _) in documents.items()
-    }
+NO_HINTS = PassHints()
 
 
-def store_fingerprint(ctx: SyncContext, mapping: Mapping) -> None:
-    """Record that ``mapping``'s rows were fully loaded with its current definition."""
-    service_state.write(
-        ctx.engine,
-        FINGERPRINT_PREFIX + mapping.name,
-        {"fingerprint": mapping.fingerprint},
-        ctx.now(),
-    )
+def _frozen(hints: dict[str, PassHints]) -> ReadOnly[str, PassHints]:
+    return MappingProxyType(dict(hints))
+
+
+@dataclass(frozen=True)
+class ChangeCheck:
+    """The verdict of a change check, handed to the passes that follow it.
+
+    Attributes:
+        changed: the mappings that have something to pull, in the order asked.
+        hints: per mapping, what the check learned for its pass (see :class:`PassHints`).
+    """
+
+    changed: tuple[str, ...] = ()
+    hints: ReadOnly[str, PassHints] = field(default_factory=lambda: _frozen({}))
+
+    def hint(self, name: str) -> PassHints:
+        """The hints for ``name``'s pass (none when the check learned nothing)."""
+        return self.hints.get(name, NO_HINTS)
 
 
 def newest_change_soql(mapping: Mapping, watermark: dt.datetime | None) -> str:
@@ -78,15 +98,29 @@ def newest_change_soql(mapping: Mapping, watermark: dt.datetime | None) -> str:
 def changed_mappings(
     ctx: SyncContext, names: Sequence[str] | None = None, *, now: dt.datetime | None = None
 ) -> list[str]:
-    """The mappings (of ``names``, default all) that have something to pull.
+    """The names of :func:`check_changes`'s changed mappings, for callers that queue pulls.
+
+    A queued pull runs in another task (often another process), so the check's hints
+    stay here; its pass plans its own window.
+
+    Raises:
+        CrmError: as :func:`check_changes`.
+    """
+    return list(check_changes(ctx, names, now=now).changed)
+
+
+def check_changes(
+    ctx: SyncContext, names: Sequence[str] | None = None, *, now: dt.datetime | None = None
+) -> ChangeCheck:
+    """Which mappings (of ``names``, default all) have something to pull.
 
     A mapping has something to pull when no pass of it ever completed, when the CRM holds
     a record stamped after its watermark (any record, for a mapping whose object was
-    empty), when the mapping itself changed since its rows were stored (it is reloaded),
-    or when records that failed to convert are due for another attempt. Paused
-    mappings are left out. One /composite call per five mappings that need asking; the
-    newest SystemModstamp seen is kept in ``ctx.crm_time_hints`` for the pass that
-    follows.
+    empty), when the mapping itself changed since its rows were stored (its state row's
+    fingerprint differs: it is reloaded), or when records that failed to convert are due
+    for another attempt. Paused mappings are left out. One /composite call per five
+    mappings that need asking; the newest SystemModstamp seen, and the count of a full
+    load's window, come back as hints for the passes that follow.
 
     Raises:
         CrmError: the /composite call failed (REQUEST_LIMIT_EXCEEDED included).
@@ -96,13 +130,14 @@ def changed_mappings(
     with ctx.engine.connect() as conn:
         states = repo.all_states(conn)
         failing = repo.record_errors(conn)
-    fingerprints = stored_fingerprints(ctx)
     due: set[str] = {
         e.mapping
         for e in failing
         if retry_due(e.last_seen, e.attempts, now=now, base=RETRY_BASE, cap=RETRY_CAP)
     }
     changed: set[str] = set()
+    crm_times: dict[str, dt.datetime] = {}
+    counts: dict[str, int] = {}
     to_ask: list[tuple[Mapping, dt.datetime | None]] = []
     to_count: list[Mapping] = []
     for name in wanted:
@@ -113,7 +148,7 @@ def changed_mappings(
         never_completed = state is None or (
             state.watermark is None and state.last_pass_finished_at is None
         )
-        reload = fingerprints.get(name) != mapping.fingerprint
+        reload = (state.fingerprint if state else None) != mapping.fingerprint
         if never_completed or reload or name in due:
             changed.add(name)
             if (never_completed or reload) and threshold(mapping, ctx.settings) > 0:
@@ -135,7 +170,7 @@ def changed_mappings(
     for (mapping, watermark, count), answer in zip(work, answers, strict=True):
         if count:
             if answer.page is not None:
-                ctx.window_counts[mapping.name] = answer.page.total_size
+                counts[mapping.name] = answer.page.total_size
             continue
         if answer.page is None:
             # The pass will meet the same error and record it where status shows it.
@@ -153,21 +188,31 @@ def changed_mappings(
         if is_newer(newest, watermark):
             changed.add(mapping.name)
             assert newest is not None
-            ctx.crm_time_hints[mapping.name] = newest
-    return [name for name in wanted if name in changed]
+            crm_times[mapping.name] = newest
+    hints = {
+        name: PassHints(crm_time=crm_times.get(name), counted=counts.get(name))
+        for name in wanted
+        if name in crm_times or name in counts
+    }
+    return ChangeCheck(tuple(name for name in wanted if name in changed), _frozen(hints))
 
 
-def count_full_windows(ctx: SyncContext, names: Sequence[str]) -> None:
+def count_full_windows(ctx: SyncContext, names: Sequence[str]) -> ChangeCheck:
     """Count the windows of full loads ahead of a ``--full`` run, five per call.
 
-    Each count lands in ``ctx.window_counts`` for the pass that chooses between REST and
-    Bulk; a mapping whose count fails is counted by its own pass instead.
+    Returns:
+        Every mapping of ``names`` as changed (a full run reloads them all), with each
+        count as its pass's hint for the choice between REST and Bulk; a mapping whose
+        count fails is counted by its own pass instead.
 
     Raises:
         CrmError: a /composite call failed as a whole.
     """
+    counts: dict[str, int] = {}
     mappings = [m for m in map(ctx.mapping, names) if threshold(m, ctx.settings) > 0]
     answers = ctx.crm.query_many([count_soql(m) for m in mappings], include_deleted=True)
     for mapping, answer in zip(mappings, answers, strict=True):
         if answer.page is not None:
-            ctx.window_counts[mapping.name] = answer.page.total_size
+            counts[mapping.name] = answer.page.total_size
+    hints = {name: PassHints(counted=n) for name, n in counts.items()}
+    return ChangeCheck(tuple(names), _frozen(hints))

@@ -22,7 +22,7 @@ from sync.crm.errors import (
 )
 from sync.db import repo
 from sync.pull.engine import ProgressCallback, pull_with_failure, result_of
-from sync.pull.idle import changed_mappings, count_full_windows
+from sync.pull.idle import ChangeCheck, check_changes, count_full_windows
 from sync.pull.reconcile import reconcile_mapping
 from sync.pull.result import Outcome, PassResult, ReconcileResult
 
@@ -128,7 +128,8 @@ def pull_all(
     """One pass over the mappings (``names``, default all), in mapping order.
 
     Incremental passes first ask the CRM which mappings changed
-    (:func:`~sync.pull.idle.changed_mappings`) and read only those; the others end
+    (:func:`~sync.pull.idle.check_changes`) and read only those, each pass handed what
+    the check learned for it; the others end
     UNCHANGED. A full pass reads every mapping. REQUEST_LIMIT_EXCEEDED, an unreachable
     CRM or a refused login stop the run: the mappings not yet pulled get the same
     outcome without being attempted.
@@ -162,16 +163,20 @@ def pull_all(
             on_result(result)
 
     to_pull = selected
+    check = ChangeCheck(tuple(selected))
     if full:
         try:
             # for the choice between REST and Bulk: five counts per call, not one each
-            count_full_windows(ctx, [n for n in selected if n not in _paused(ctx, selected)])
+            check = count_full_windows(
+                ctx, [n for n in selected if n not in _paused(ctx, selected)]
+            )
         except CrmError as exc:
             logger.warning("counting the full windows failed (%s); each pass counts its own", exc)
     if not full:
         calls = ctx.crm.api_calls
         try:
-            to_pull = changed_mappings(ctx, selected, now=started_at)
+            check = check_changes(ctx, selected, now=started_at)
+            to_pull = list(check.changed)
         except _STOP_ALL as exc:
             outcome = (
                 Outcome.LIMIT_EXCEEDED
@@ -194,7 +199,9 @@ def pull_all(
             for result in _not_attempted(ctx, [name], stop[0], stop[1], started_at):
                 done(result)
             continue
-        result, failure = pull_with_failure(ctx, name, full=full, now=None, progress=progress)
+        result, failure = pull_with_failure(
+            ctx, name, full=full, now=None, progress=progress, hints=check.hint(name)
+        )
         done(result)
         if isinstance(failure, _STOP_ALL):
             stop = (result.outcome, f"not attempted: {result.error}")

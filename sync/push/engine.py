@@ -30,7 +30,17 @@ from typing import Any
 from sync.changes import outbox
 from sync.changes.plan import WriteTargets, authorization_record
 from sync.changes.pricing import money_text
-from sync.changes.rules import ChangeState, Decision, decide, external_key, same_value, shown
+from sync.changes.rules import (
+    ChangeState,
+    Decision,
+    ItemOutcome,
+    Operation,
+    PushOutcome,
+    decide,
+    external_key,
+    same_value,
+    shown,
+)
 from sync.changes.staging import drop_revoked
 from sync.context import SyncContext
 from sync.crm.composite import RecordRead
@@ -173,7 +183,7 @@ def _push_one(
         report.paused_until = until
         return False
     except CrmRequestError as exc:
-        outcome = _Outcome(ChangeState.FAILED, f"The CRM refused the changes: {exc.message}")
+        outcome = _Outcome(PushOutcome.FAILED, f"The CRM refused the changes: {exc.message}")
     except CrmError as exc:
         delay = retry_delay(view.attempts)
         with ctx.engine.begin() as conn:
@@ -184,7 +194,8 @@ def _push_one(
     finished_at = now or ctx.now()
     with ctx.engine.begin() as conn:
         outbox.set_item_outcomes(conn, outcome.items)
-        if outcome.state is None:
+        final_state = outcome.result.state
+        if final_state is None:
             outbox.defer(
                 conn, set_id, finished_at, retry_delay(view.attempts), outcome.message or ""
             )
@@ -192,12 +203,12 @@ def _push_one(
             outbox.finish(
                 conn,
                 set_id,
-                outcome.state,
+                final_state,
                 finished_at,
                 message=outcome.message,
                 authorization_sfid=outcome.authorization_sfid,
             )
-    if outcome.state is ChangeState.APPLIED:
+    if outcome.result is PushOutcome.APPLIED:
         report.pushed += 1
         report.applied_sets.append(set_id)
         for sobject in {i.sobject for i in view.items} | {targets.authorizations.crm_object}:
@@ -205,14 +216,14 @@ def _push_one(
             if name:
                 report.touched_mappings.add(name)
         log.info("change set %s applied (%d items)", set_id, len(view.items))
-    elif outcome.state is ChangeState.CONFLICT:
+    elif outcome.result is PushOutcome.CONFLICT:
         report.conflicts += 1
-        for sobject in {i.sobject for i in view.items if i.operation == "check"}:
+        for sobject in {i.sobject for i in view.items if i.operation is Operation.CHECK}:
             name = _mapping_of(ctx, sobject)
             if name:
                 report.touched_mappings.add(name)
         log.info("change set %s: conflict: %s", set_id, outcome.message)
-    elif outcome.state is ChangeState.FAILED:
+    elif outcome.result is PushOutcome.FAILED:
         report.failed += 1
         log.warning("change set %s failed: %s", set_id, outcome.message)
     else:
@@ -222,10 +233,10 @@ def _push_one(
 
 @dataclass
 class _Outcome:
-    state: ChangeState | None
+    result: PushOutcome
     message: str | None = None
     authorization_sfid: str | None = None
-    items: dict[int, tuple[str, Any, bool]] = field(default_factory=dict)
+    items: dict[int, tuple[ItemOutcome, Any, bool]] = field(default_factory=dict)
 
 
 @dataclass
@@ -243,7 +254,11 @@ def _read_current(ctx: SyncContext, view: outbox.SetView) -> dict[tuple[str, str
     """The CRM's current values of every record the set updates (one API call per 25)."""
     wanted: dict[tuple[str, str], set[str]] = {}
     for item in view.items:
-        if item.operation in ("update", "check") and item.record_sfid and item.field:
+        if (
+            item.operation in (Operation.UPDATE, Operation.CHECK)
+            and item.record_sfid
+            and item.field
+        ):
             wanted.setdefault((item.sobject, item.record_sfid), set()).add(item.field)
     reads = [
         RecordRead(sobject, record_id, (*sorted(fields), "LastModifiedDate"))
@@ -300,46 +315,48 @@ def _send(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _Out
             return _attempt(ctx, targets, view)
         except _Reread:
             log.info("change set %s: a record changed during the push; reading again", view.id)
-    return _Outcome(None, "The CRM records kept changing during the push; trying again.")
+    return _Outcome(
+        PushOutcome.DEFERRED, "The CRM records kept changing during the push; trying again."
+    )
 
 
 def _attempt(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _Outcome:
     current = _read_current(ctx, view)
-    outcomes: dict[int, tuple[str, Any, bool]] = {}
+    outcomes: dict[int, tuple[ItemOutcome, Any, bool]] = {}
     updates: dict[tuple[str, str], dict[str, Any]] = {}
     conflicts: list[str] = []
     for item in view.items:
-        if item.operation == "check" and item.record_sfid and item.field:
+        if item.operation is Operation.CHECK and item.record_sfid and item.field:
             problem = _check(item, current[(item.sobject, item.record_sfid)])
             if problem is None:
-                outcomes[item.id] = ("unchanged", None, False)
+                outcomes[item.id] = (ItemOutcome.UNCHANGED, None, False)
             else:
-                outcomes[item.id] = ("conflict", problem[0], True)
+                outcomes[item.id] = (ItemOutcome.CONFLICT, problem[0], True)
                 conflicts.append(problem[1])
             continue
-        if item.operation != "update" or not item.record_sfid or not item.field:
+        if item.operation is not Operation.UPDATE or not item.record_sfid or not item.field:
             continue
         cur = current[(item.sobject, item.record_sfid)]
         if not cur.exists:
-            outcomes[item.id] = ("conflict", None, True)
+            outcomes[item.id] = (ItemOutcome.CONFLICT, None, True)
             conflicts.append(f"{item.label}: the record was deleted in the CRM")
             continue
         value = cur.values.get(item.field.lower())
         decision = decide(item.old_value, item.new_value, value)
         if decision is Decision.CONFLICT:
-            outcomes[item.id] = ("conflict", value, True)
+            outcomes[item.id] = (ItemOutcome.CONFLICT, value, True)
             conflicts.append(f"{item.label}: the CRM now has {shown(value)}")
         elif decision is Decision.NOTHING:
-            outcomes[item.id] = ("unchanged", None, False)
+            outcomes[item.id] = (ItemOutcome.UNCHANGED, None, False)
         else:
             updates.setdefault((item.sobject, item.record_sfid), {})[item.field] = item.new_value
-            outcomes[item.id] = ("applied", None, False)
+            outcomes[item.id] = (ItemOutcome.APPLIED, None, False)
     if conflicts:
         for item in view.items:
-            if item.id not in outcomes or outcomes[item.id][0] != "conflict":
-                outcomes[item.id] = ("not_sent", None, False)
+            if item.id not in outcomes or outcomes[item.id][0] is not ItemOutcome.CONFLICT:
+                outcomes[item.id] = (ItemOutcome.NOT_SENT, None, False)
         return _Outcome(
-            ChangeState.CONFLICT,
+            PushOutcome.CONFLICT,
             "Changed in the CRM since you saw it: " + "; ".join(conflicts),
             items=outcomes,
         )
@@ -368,7 +385,7 @@ def _attempt(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _
             unmodified_since=current[(sobject, record_id)].last_modified,
         )
     for item in view.items:
-        if item.operation != "create" or not item.external_key or not item.field:
+        if item.operation is not Operation.CREATE or not item.external_key or not item.field:
             continue
         # Later items name this one as @{create<position>.id} (see sync.changes.plan).
         write.upsert(
@@ -379,11 +396,11 @@ def _attempt(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _
             label=item.label,
             reference=f"create{item.position}",
         )
-        outcomes[item.id] = ("applied", None, False)
+        outcomes[item.id] = (ItemOutcome.APPLIED, None, False)
     too_big = write.shape.problem()
     if too_big is not None:
         return _Outcome(
-            ChangeState.FAILED,
+            PushOutcome.FAILED,
             f"This change set cannot be sent as one all-or-nothing request: {too_big}.",
             items=_failed(outcomes),
         )
@@ -400,9 +417,15 @@ def _attempt(ctx: SyncContext, targets: WriteTargets, view: outbox.SetView) -> _
             failures.append(f"{failed.label}: {failed.error.error_code}: {failed.error.message}")
         if not failures:
             raise CrmError("the CRM applied none of the change set and named no reason")
-        return _Outcome(ChangeState.FAILED, "; ".join(failures), items=_failed(outcomes))
-    return _Outcome(ChangeState.APPLIED, None, result.get(authorization).record_id, outcomes)
+        return _Outcome(PushOutcome.FAILED, "; ".join(failures), items=_failed(outcomes))
+    return _Outcome(PushOutcome.APPLIED, None, result.get(authorization).record_id, outcomes)
 
 
-def _failed(outcomes: dict[int, tuple[str, Any, bool]]) -> dict[int, tuple[str, Any, bool]]:
-    return {k: ("not_sent" if v[0] == "applied" else v[0], v[1], v[2]) for k, v in outcomes.items()}
+def _failed(
+    outcomes: dict[int, tuple[ItemOutcome, Any, bool]],
+) -> dict[int, tuple[ItemOutcome, Any, bool]]:
+    """Nothing was written: an item that would have been applied was not sent."""
+    return {
+        k: (ItemOutcome.NOT_SENT if v[0] is ItemOutcome.APPLIED else v[0], v[1], v[2])
+        for k, v in outcomes.items()
+    }

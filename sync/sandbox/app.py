@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sync.sandbox import auth, soap
+from sync.sandbox import auth, oauth, soap
 from sync.sandbox.bulk2 import BulkFaults, BulkQueries
 from sync.sandbox.cometd import COOKIE, CometdServer, CometdSettings
 from sync.sandbox.composite import Composite
@@ -41,6 +41,8 @@ from sync.sandbox.rest import (
     RestApi,
     endpoint_of,
     parse_version,
+    retired,
+    retired_version,
 )
 from sync.sandbox.rest import versions as api_versions
 from sync.sandbox.schema import load_schema
@@ -80,12 +82,41 @@ class Sandbox:
             client_id=config.client_id,
             client_secret=config.client_secret,
         )
+        self.login_policy = self._login_policy()
+        self.tokens = oauth.TokenEndpoint(self.credentials, self.sessions, self.login_policy)
+        self.api.permissions = lambda: {
+            "PermissionsViewAllData": self.login_policy.view_all_data,
+            "PermissionsApiEnabled": True,
+            "PermissionsModifyAllData": False,
+        }
         self.faults = Faults()
         self.bulk_faults = BulkFaults()
         self.bulk = BulkQueries(self.api, self.store, self.schema, self.bulk_faults)
         self.stats = Stats()
         self.cometd = CometdServer(self.store, self.sessions, self._cometd_settings())
         self.api.extra_limits = self.cometd.limits
+
+    def _login_policy(self) -> oauth.LoginPolicy:
+        config = self.config
+        return oauth.LoginPolicy(
+            my_domain=config.my_domain,
+            jwt_key=oauth.load_certificate(config.jwt_cert) if config.jwt_cert else None,
+            soap_login=config.soap_login,
+            allow_password_flow=config.allow_password_flow,
+        )
+
+    def reset_login_policy(self) -> None:
+        """The login policy back to the configuration (the certificate stays)."""
+        fresh = self._login_policy()
+        for name in (
+            "soap_login",
+            "allow_password_flow",
+            "approval",
+            "user_active",
+            "run_as_user",
+            "view_all_data",
+        ):
+            setattr(self.login_policy, name, getattr(fresh, name))
 
     def _cometd_settings(self) -> CometdSettings:
         return CometdSettings(
@@ -131,6 +162,7 @@ class Sandbox:
         self.usage.reset()
         self.stats.reset()
         self.reset_streaming()
+        self.reset_login_policy()
         self.cometd.deliveries.set_used(0)
 
     def reseed(self, accounts: int, random_seed: int) -> dict[str, int]:
@@ -184,6 +216,12 @@ def create_app(sandbox: Sandbox) -> Starlette:
         if undelete is not None:
             return await soap_undelete(version, *undelete)
         sandbox.stats.record("login", api_call=False)
+        number = float(version) if auth.VERSION_NUMBER.match(version) else 0.0
+        if number >= auth.FIRST_VERSION_WITHOUT_SOAP_LOGIN:
+            message = auth.SOAP_LOGIN_GONE.format(version=version)
+            return _xml(auth.soap_fault("INVALID_OPERATION", message), 500)
+        if not sandbox.login_policy.soap_login:
+            return _xml(auth.soap_fault("INVALID_OPERATION", auth.SOAP_LOGIN_DISABLED), 500)
         username, password = auth.parse_soap_login(envelope)
         if not sandbox.credentials.password_ok(username, password):
             return _xml(auth.soap_fault(), 500)
@@ -254,21 +292,44 @@ def create_app(sandbox: Sandbox) -> Starlette:
     async def oauth_token(request: Request) -> Response:
         sandbox.stats.record("login", api_call=False)
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
-        status, body = auth.oauth_token(
-            form,
-            request.headers.get("authorization"),
-            sandbox.credentials,
-            sandbox.sessions,
-            _base_url(request),
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        status, body = sandbox.tokens.token(form, headers, _base_url(request))
+        return Response(orjson.dumps(body), status_code=status, media_type=JSON_TYPE)
+
+    async def identity(request: Request) -> Response:
+        if not sandbox.sessions.check(auth.bearer_token(request.headers.get("authorization"))):
+            return Response(b"Bad_OAuth_Token", status_code=403, media_type="text/plain")
+        status, body = sandbox.tokens.identity(
+            request.path_params["org"], request.path_params["user"], _base_url(request)
         )
         return Response(orjson.dumps(body), status_code=status, media_type=JSON_TYPE)
 
     async def versions(request: Request) -> Response:
         return _json(sandbox, 200, api_versions())
 
+    async def login_hook(request: Request) -> Response:
+        if request.method == "DELETE":
+            sandbox.reset_login_policy()
+        elif request.method == "POST":
+            try:
+                spec = orjson.loads(await request.body() or b"{}")
+                if not isinstance(spec, dict):
+                    raise ValueError("the body must be a JSON object")
+                sandbox.login_policy.configure(spec)
+            except (ValueError, TypeError) as exc:
+                return _json(sandbox, 400, {"error": str(exc)})
+        return _json(sandbox, 200, sandbox.login_policy.describe())
+
+    async def refresh_token_hook(request: Request) -> Response:
+        # Stands for the web server flow's consent, which issues refresh tokens.
+        return _json(sandbox, 200, {"refresh_token": sandbox.tokens.refresh.issue()})
+
     async def data(request: Request) -> Response:
-        version = parse_version(request.path_params["version"])
+        segment = request.path_params["version"]
+        version = parse_version(segment)
         if version is None:
+            if retired_version(segment):
+                return _error(sandbox, retired(segment))
             return _error(sandbox, not_found())
         if sandbox.faults.latency_ms:
             await asyncio.sleep(sandbox.faults.latency_ms / 1000.0)
@@ -420,6 +481,7 @@ def create_app(sandbox: Sandbox) -> Starlette:
     routes = [
         Route("/services/Soap/u/{version}", soap_login, methods=["POST"]),
         Route("/services/oauth2/token", oauth_token, methods=["POST"]),
+        Route("/id/{org}/{user}", identity, methods=["GET"]),
         Route("/services/data", versions, methods=["GET"]),
         Route("/services/data/", versions, methods=["GET"]),
         Route("/services/data/{version}", data, methods=ALL_METHODS),
@@ -428,6 +490,8 @@ def create_app(sandbox: Sandbox) -> Starlette:
         Route("/cometd/", cometd, methods=["POST"]),
         Route("/cometd/{version}", cometd, methods=["POST"]),
         Route("/_sandbox/cometd", cometd_hook, methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/auth", login_hook, methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/refresh-token", refresh_token_hook, methods=["POST"]),
         Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/expire-sessions", expire_sessions, methods=["POST"]),
         Route("/_sandbox/validation-rules", validation_rules, methods=["GET", "POST", "DELETE"]),

@@ -1,4 +1,4 @@
-"""Logins and sessions: SOAP ``login``, the OAuth token endpoint, session expiry.
+"""Logins and sessions: SOAP ``login``, session expiry (OAuth grants: :mod:`.oauth`).
 
 The SOAP answer carries exactly what simple-salesforce reads from it (unprefixed
 ``sessionId`` and ``serverUrl``), and a failed login is the SOAP fault whose
@@ -10,22 +10,30 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass
 from html import escape
-from typing import Any
 
 from defusedxml import ElementTree
 
 from sync.sandbox import ids
-from sync.sandbox.clock import utc_now
 
 ORG_ID = ids.make_id("00D", 1)
 USER_ID = ids.make_id("005", 1)
 _PARTNER_NS = "{urn:partner.soap.sforce.com}"
 _INVALID_LOGIN = "Invalid username, password, security token; or user locked out."
+FIRST_VERSION_WITHOUT_SOAP_LOGIN = 65.0
+VERSION_NUMBER = re.compile(r"^\d{1,3}\.\d$")
+SOAP_LOGIN_GONE = (
+    "The SOAP Login operation is not available in the API version specified ({version})"
+)
+SOAP_LOGIN_DISABLED = (
+    "SOAP API login() is disabled by default in this org. An administrator can enable it "
+    "under Setup > User Interface > Enable SOAP API login()"
+)
 
 
 @dataclass(frozen=True)
@@ -182,51 +190,3 @@ def basic_credentials(authorization: str | None) -> tuple[str | None, str | None
         return None, None
     client_id, sep, secret = decoded.partition(":")
     return (client_id, secret) if sep else (None, None)
-
-
-def oauth_token(
-    form: dict[str, str],
-    authorization: str | None,
-    credentials: Credentials,
-    sessions: SessionStore,
-    base_url: str,
-) -> tuple[int, dict[str, Any]]:
-    """The OAuth 2.0 token endpoint: ``password`` and ``client_credentials`` grants.
-
-    Returns:
-        (HTTP status, JSON body): 200 with ``access_token`` and ``instance_url``, or 400
-        with ``error`` and ``error_description`` as Salesforce words them.
-    """
-    grant = form.get("grant_type")
-    client_id = form.get("client_id")
-    client_secret = form.get("client_secret")
-    if client_id is None:
-        client_id, client_secret = basic_credentials(authorization)
-    if grant not in ("password", "client_credentials"):
-        return 400, {
-            "error": "unsupported_grant_type",
-            "error_description": "grant type not supported",
-        }
-    if client_id != credentials.client_id:
-        return 400, {"error": "invalid_client_id", "error_description": "client identifier invalid"}
-    if not credentials.client_ok(client_id, client_secret):
-        return 400, {"error": "invalid_client", "error_description": "invalid client credentials"}
-    if grant == "password" and not credentials.password_ok(
-        form.get("username"), form.get("password")
-    ):
-        return 400, {"error": "invalid_grant", "error_description": "authentication failure"}
-    token = sessions.issue()
-    issued_at = str(int(utc_now().timestamp() * 1000))
-    signature = base64.b64encode(
-        hmac.new(
-            credentials.client_secret.encode(), (token + issued_at).encode(), "sha256"
-        ).digest()
-    ).decode()
-    return 200, {
-        "access_token": token,
-        "instance_url": base_url,
-        "id": f"{base_url}/id/{ORG_ID}/{USER_ID}",
-        "token_type": "Bearer",
-        "issued_at": issued_at,
-        "signature": signature,
-    }

@@ -38,6 +38,10 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         event_retention=getattr(args, "event_retention", 72 * 3600.0),
         event_delivery_limit=getattr(args, "event_delivery_limit", 50_000),
         cdc_entities=_entities(getattr(args, "cdc_entities", None)),
+        jwt_cert=getattr(args, "jwt_cert", None),
+        soap_login=getattr(args, "soap_login", "off") == "on",
+        allow_password_flow=getattr(args, "allow_password_flow", False),
+        my_domain=getattr(args, "my_domain", None) or "sandbox.my.salesforce.com",
     )
 
 
@@ -90,6 +94,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     except sqlite3.Error as exc:
         sys.stderr.write(f"billing-sync sandbox: cannot open {config.db_path}: {exc}\n")
         return 1
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"billing-sync sandbox: --jwt-cert {config.jwt_cert}: {exc}\n")
+        return 2
     try:
         started = time.perf_counter()
         counts = sandbox.start()

@@ -29,6 +29,12 @@ class SandboxConfig:
             (``DailyDeliveredPlatformEvents``).
         event_retention: seconds change events stay available for replay.
         cdc_entities: objects selected for Change Data Capture (None: every object).
+        jwt_cert: PEM certificate registered for the JWT bearer flow (None: no JWT).
+        soap_login: SOAP ``login()`` enabled for API versions before 65.0 (off, as in
+            orgs created since Winter '26).
+        allow_password_flow: the OAuth username-password flow unblocked (blocked, as in
+            orgs created since Summer '23).
+        my_domain: the org's My Domain host; client credentials work only there.
     """
 
     host: str = "127.0.0.1"
@@ -49,3 +55,7 @@ class SandboxConfig:
     event_delivery_limit: int = 50_000
     event_retention: float = 72 * 3600.0
     cdc_entities: list[str] | None = None
+    jwt_cert: str | None = None
+    soap_login: bool = False
+    allow_password_flow: bool = False
+    my_domain: str = "sandbox.my.salesforce.com"

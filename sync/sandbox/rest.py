@@ -26,8 +26,14 @@ from sync.sandbox.store import CHANGE_ORIGIN, MultipleMatches, Store
 from sync.sandbox.values import FieldValueError, row_converter, sqlite_value_from_json
 
 _VERSION = re.compile(r"^v(\d{2,3}\.\d)$")
-MIN_VERSION = 50.0
-LATEST_VERSION = "62.0"
+_USER_PERMISSIONS = re.compile(
+    r"^\s*SELECT\s+([\w\s,]+?)\s+FROM\s+UserPermissionAccess\s*$", re.IGNORECASE
+)
+_VERSION_ANY = re.compile(r"^v(\d{1,3}\.\d)$")
+MIN_VERSION = 31.0
+"""Versions 30.0 and older were retired in Summer '25: they answer 410 GONE."""
+LATEST_VERSION = "68.0"
+"""Winter '27."""
 
 
 def parse_version(segment: str) -> str | None:
@@ -38,6 +44,22 @@ def parse_version(segment: str) -> str | None:
     if float(match.group(1)) > float(LATEST_VERSION):
         return None
     return match.group(1)
+
+
+def retired_version(segment: str) -> bool:
+    """True for ``v30.0`` and older: versions Salesforce has retired."""
+    match = _VERSION_ANY.match(segment)
+    return match is not None and float(match.group(1)) < MIN_VERSION
+
+
+def retired(segment: str) -> ApiError:
+    """The 410 GONE of a retired API version."""
+    return ApiError(
+        410,
+        "UNSUPPORTED_API_VERSION",
+        f"API version {segment.lstrip('v')} has been retired; use version "
+        f"{int(MIN_VERSION)}.0 or later",
+    )
 
 
 def versions() -> list[dict[str, str]]:
@@ -189,6 +211,8 @@ class RestApi:
         self.bulk_jobs_remaining: Callable[[], int] | None = None
         # more /limits entries (the streaming endpoint's event delivery allocation)
         self.extra_limits: Callable[[], dict[str, Any]] | None = None
+        # the logged-in user's permissions (UserPermissionAccess), set by the sandbox
+        self.permissions: Callable[[], dict[str, bool]] | None = None
 
     def handle(self, req: ApiRequest) -> ApiResponse:
         """Answer ``req``; every failure becomes a Salesforce-shaped error response."""
@@ -272,11 +296,31 @@ class RestApi:
         text = req.params.get("q")
         if not text:
             raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
+        permissions = _USER_PERMISSIONS.match(text)
+        if permissions is not None and self.permissions is not None:
+            return ApiResponse(200, self._user_permissions(permissions.group(1)))
         batch = batch_size_from_header(req.headers.get("sforce-query-options"))
         page = self.queries.query(
             text, include_deleted=head == "queryAll", batch=batch, version=req.version
         )
         return ApiResponse(200, page)
+
+    def _user_permissions(self, selected: str) -> dict[str, Any]:
+        # UserPermissionAccess is computed, as in Salesforce: one row, the current
+        # user's effective permissions, whatever profile or permission set grants them.
+        assert self.permissions is not None
+        granted = {k.lower(): (k, v) for k, v in self.permissions().items()}
+        record: dict[str, Any] = {"attributes": {"type": "UserPermissionAccess"}}
+        for name in (n.strip() for n in selected.split(",")):
+            known = granted.get(name.lower())
+            if known is None:
+                raise ApiError(
+                    400,
+                    "INVALID_FIELD",
+                    f"No such column '{name}' on entity 'UserPermissionAccess'",
+                )
+            record[known[0]] = known[1]
+        return {"totalSize": 1, "done": True, "records": [record]}
 
     # -- sobjects ------------------------------------------------------------------
 

@@ -58,7 +58,6 @@ ALIVE_AGE = heartbeats.PERIOD * 3
 """A process whose last beat is younger than this counts as alive."""
 ROLES: tuple[str, ...] = ("worker", "beat", "run")
 RECENT_RECORD_ERRORS = 10
-LOAD_PREFIX = "last-load:"  # the load reports sync.bulk.choice keeps
 RECOUNT_AFTER = 300.0
 """Seconds after which a table's row counts are read again even if nothing says it changed
 (one such table per read)."""
@@ -462,10 +461,6 @@ class StatusReader:
             if beat.age(now) <= STALE_BEAT:
                 workers.append(beat)
         run_alive = any(hb.role == "run" and hb.age(now) < ALIVE_AGE for hb in workers)
-        loads = {
-            key[len(LOAD_PREFIX) :]: doc
-            for key, (doc, _) in service_state.read_prefix(engine, LOAD_PREFIX).items()
-        }
         stored = aggregates.counters
         views = []
         for name in names:
@@ -508,7 +503,7 @@ class StatusReader:
                     live=live,
                     deleted=deleted,
                     holder=holder,
-                    last_load=loads.get(name),
+                    last_load=state.last_load.to_json() if state.last_load else None,
                 )
             )
         usage_doc = documents.get(service_state.API_USAGE_KEY, ({}, now))[0] or None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 CRM_CALLS = "billing_sync_crm_api_calls_total"
 CRM_ERRORS = "billing_sync_crm_errors_total"
+CRM_LOGINS = "billing_sync_crm_logins_total"
 PORTAL_REQUESTS = "billing_sync_portal_requests_total"
 PORTAL_DURATION = "billing_sync_portal_request_duration_seconds"
 PORTAL_DENIED = "billing_sync_portal_denied_total"

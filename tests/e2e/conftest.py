@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from sync.portal.server import PortalServer
 from tests.support.portal_data import World, build_world, portal_settings
+from tests.support.sandbox import jwt_env
 from tests.support.workers import Services
 
 
@@ -31,11 +32,11 @@ def run(
 ) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``billing-sync ARGS`` on the sandbox and a fresh SQLite database."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("SALESFORCE_")},
+        **jwt_env(),
         "SALESFORCE_INSTANCE_URL": crm_sandbox,
         "BILLING_SYNC_DATABASE_URL": sqlite_database_url,
     }
-    env.pop("SALESFORCE_USERNAME", None)
 
     def run_cli(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -12,13 +12,13 @@ from sync.crm.errors import ConflictError, LoginError, RequestLimitExceededError
 from sync.crm.retry import RetryPolicy
 from sync.crm.session import make_session
 from sync.crm.soql import count, modstamp_window, select
-from sync.settings import Settings
+from tests.support.sandbox import jwt_settings
 
 FAST_RETRY = RetryPolicy(max_attempts=10, initial_wait=0.001, max_wait=0.01)
 
 
 def client_for(url: str, retry: RetryPolicy = FAST_RETRY) -> CrmClient:
-    return CrmClient.from_settings(Settings(), sandbox_url=url, retry=retry)
+    return CrmClient.from_settings(jwt_settings(url), retry=retry)
 
 
 def hook(url: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:

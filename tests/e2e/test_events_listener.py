@@ -33,6 +33,7 @@ from sync.service.listener_status import SAFETY_KEY, listener_status
 from sync.service.locks import LocalLocks
 from sync.service.scheduler import InProcessScheduler
 from tests.support.pull import crm_client, make_context
+from tests.support.sandbox import jwt_keys
 from tests.support.workers import wait_until
 
 ACCOUNTS = "/data/AccountChangeEvent"
@@ -44,7 +45,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
     srv = SandboxServer(
-        SandboxConfig(seed=2, seed_random=3, cometd_timeout=0.5, daily_limit=50_000_000)
+        SandboxConfig(
+            seed=2,
+            seed_random=3,
+            cometd_timeout=0.5,
+            daily_limit=50_000_000,
+            jwt_cert=str(jwt_keys().cert_file),
+        )
     )
     srv.start()
     yield srv

@@ -12,6 +12,7 @@ from sqlalchemy import insert
 from sync.db import repo
 from sync.db.engine import make_engine, upgrade
 from sync.db.models import ChangeSet, SyncPass
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.portal.server import PortalServer
 from tests.support.browser import chromium, needs_chromium
@@ -119,7 +120,7 @@ def test_given_the_token_when_using_the_dashboard_then_table_charts_and_pause_re
     try:
         response = page.goto(base + "/ops/")
         assert response is not None and response.status == 200
-        names = load_mappings(default_mappings_dir(None)).names
+        names = load_mappings(default_mappings_dir(None), MIRRORED_SHAPES).names
         rows = page.locator("#mappings tbody tr")
         assert rows.count() == len(names) == 13  # the default mappings
         accounts = page.locator('#mappings tr[data-mapping="accounts"]')

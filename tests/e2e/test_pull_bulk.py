@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sync.bulk.choice import LoadMethod, saved_reports
+from sync.bulk.choice import LoadMethod
+from sync.db import repo
 from sync.db.engine import make_engine, upgrade
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
 from sync.mapping.spec import MappingSet
@@ -29,6 +31,13 @@ from tests.support.pull import (
 from tests.support.sandbox import running_sandbox
 
 pytestmark = pytest.mark.slow
+
+
+def saved_reports(engine):
+    """Mapping -> its last pass's load report, as its state row keeps it."""
+    with engine.connect() as conn:
+        states = repo.all_states(conn)
+    return {name: s.last_load.to_json() for name, s in states.items() if s.last_load}
 
 
 @pytest.fixture
@@ -216,7 +225,7 @@ def test_given_bulk_load_killed_midway_when_rerun_then_converges(database_url):
             assert shown["order_lines"]["method"] == "bulk"
             assert shown["order_lines"]["job_id"] == loads["order_lines"]["job_id"]
             assert shown["accounts"]["method"] == "rest"
-            mappings = load_mappings(PROJECT_MAPPINGS)
+            mappings = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
             assert mirror_differences(engine, crm, mappings) == []
             assert set(duplicate_sfids(engine, mappings).values()) == {0}
         finally:

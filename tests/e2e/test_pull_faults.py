@@ -10,6 +10,7 @@ from sync.db.models import Account, Contact
 from sync.pull import Outcome, pull_all, reconcile_mapping
 from sync.sandbox.server import SandboxConfig, SandboxServer
 from tests.support.pull import hook, make_context, mirror_differences, stats
+from tests.support.sandbox import jwt_keys
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +87,9 @@ def test_given_api_limit_spent_mid_run_when_pulled_then_stops_clearly_and_conver
 
 @pytest.fixture
 def purging_sandbox():
-    server = SandboxServer(SandboxConfig(seed=3, seed_random=5, retention=0.2))
+    server = SandboxServer(
+        SandboxConfig(seed=3, seed_random=5, retention=0.2, jwt_cert=str(jwt_keys().cert_file))
+    )
     server.start()
     yield server
     server.stop()

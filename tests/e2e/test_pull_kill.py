@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from sync.db.engine import make_engine, upgrade
 from sync.db.models import SyncPass
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
 from tests.e2e.conftest import billing_sync
@@ -104,7 +105,7 @@ def test_given_pull_killed_eight_times_at_random_when_rerun_then_converges_witho
         )
 
         assert final.returncode == 0, final.stdout + final.stderr
-        mappings = load_mappings(PROJECT_MAPPINGS)
+        mappings = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
         engine = make_engine(database_url)
         try:
             assert mirror_differences(engine, crm, mappings) == []

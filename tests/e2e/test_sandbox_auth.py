@@ -18,6 +18,16 @@ PASSWORD = "sandbox"
 TOKEN = "sandbox-token"
 
 
+@pytest.fixture(autouse=True)
+def legacy_logins(crm_sandbox):
+    """These tests drive the legacy flows: an org that still allows them (reset after)."""
+    requests.post(
+        f"{crm_sandbox}/_sandbox/auth",
+        json={"soap_login": True, "allow_password_flow": True},
+        timeout=10,
+    ).raise_for_status()
+
+
 def login(url: str, **kwargs) -> Salesforce:
     params = {"username": USERNAME, "password": PASSWORD, "security_token": TOKEN}
     params.update(kwargs)
@@ -107,7 +117,7 @@ def test_given_no_or_unknown_token_when_calling_rest_then_401_invalid_session(cr
 
 
 def test_given_short_session_ttl_when_idle_longer_then_session_expires():
-    with SandboxServer(SandboxConfig(session_ttl=0.5)) as server:
+    with SandboxServer(SandboxConfig(session_ttl=0.5, soap_login=True)) as server:
         sf = login(server.url)
         token = sf.session_id
         sf.query("SELECT Id FROM Account")
@@ -132,7 +142,8 @@ def test_given_oauth_password_grant_when_logging_in_then_queries_work(crm_sandbo
         version="59.0",
     )
 
-    assert sf.sf_instance == crm_sandbox.removeprefix("http://")
+    # The token answer names the org's My Domain instance; the session rewrites it.
+    assert sf.sf_instance == "sandbox.my.salesforce.com"
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] > 0
 
 

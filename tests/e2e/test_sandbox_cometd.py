@@ -27,6 +27,7 @@ from sync.crm.streaming import (
 )
 from sync.sandbox.server import SandboxConfig, SandboxServer
 from tests.support.pull import crm_client
+from tests.support.sandbox import jwt_keys
 
 ACCOUNTS = "/data/AccountChangeEvent"
 CONTACTS = "/data/ContactChangeEvent"
@@ -40,7 +41,9 @@ INVALID = (
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
-    srv = SandboxServer(SandboxConfig(seed=3, seed_random=5, cometd_timeout=0.3))
+    srv = SandboxServer(
+        SandboxConfig(seed=3, seed_random=5, cometd_timeout=0.3, jwt_cert=str(jwt_keys().cert_file))
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -58,7 +61,7 @@ def url(server: SandboxServer) -> Iterator[str]:
 
 @pytest.fixture
 def crm(url: str) -> Iterator[CrmClient]:
-    client = crm_client(url)
+    client = crm_client(url, salesforce_api_version="59.0")
     yield client
     client.close()
 

@@ -12,7 +12,7 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from tests.support.sandbox import sandbox_stats, set_faults
+from tests.support.sandbox import sandbox_stats, set_faults, simple_salesforce
 
 
 def test_given_calls_when_reading_limits_then_daily_api_requests_and_api_usage_agree(sf):
@@ -104,18 +104,10 @@ def test_given_faults_when_cleared_then_calls_succeed_again(sf, crm_sandbox):
 def test_given_faults_when_logging_in_or_calling_hooks_then_unaffected_and_uncounted(
     sf, crm_sandbox
 ):
-    from sync.crm.session import make_session
 
     set_faults(crm_sandbox, error_rate=1.0)
-    from simple_salesforce import Salesforce
 
-    again = Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
-        session=make_session(crm_sandbox),
-        version="59.0",
-    )
+    again = simple_salesforce(crm_sandbox, "59.0")
 
     assert again.session_id
     assert sandbox_stats(crm_sandbox)["api_calls"] == 0

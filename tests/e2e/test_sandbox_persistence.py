@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from simple_salesforce import Salesforce
 
-from sync.crm.session import make_session
-from tests.support.sandbox import running_sandbox
+from tests.support.sandbox import running_sandbox, simple_salesforce
 
 
 def client(url: str) -> Salesforce:
-    return Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
-        session=make_session(url),
-        version="59.0",
-    )
+    return simple_salesforce(url, "59.0")
 
 
 def test_given_db_file_when_sandbox_restarts_then_data_survives_and_ids_continue(tmp_path):

@@ -9,20 +9,13 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from sync.crm.session import make_session
-from tests.support.sandbox import reseed, sandbox_stats
+from tests.support.sandbox import reseed, sandbox_stats, simple_salesforce
 
 LINES = "Apttus_Billing__InvoiceLineItem__c"
 
 
 def new_client(url: str) -> Salesforce:
-    return Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
-        session=make_session(url),
-        version="59.0",
-    )
+    return simple_salesforce(url, "59.0")
 
 
 def pages(sf: Salesforce, soql: str, *, include_deleted: bool = False, headers=None):

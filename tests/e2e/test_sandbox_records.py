@@ -15,7 +15,7 @@ from simple_salesforce.exceptions import (
 )
 
 from sync.sandbox import ids
-from tests.support.sandbox import sandbox_stats
+from tests.support.sandbox import sandbox_stats, simple_salesforce_cc
 
 ORDER = "Apttus_Config2__Order__c"
 
@@ -266,7 +266,7 @@ def test_given_malformed_json_when_creating_then_400_json_parser_error(sf):
     assert response.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
 
 
-def test_given_old_or_bad_api_version_when_calling_then_404(sf, crm_sandbox):
+def test_given_retired_api_version_when_calling_then_410(sf, crm_sandbox):
     response = requests.get(
         f"{crm_sandbox}/services/data/v20.0/limits",
         headers={"Authorization": f"Bearer {sf.session_id}"},
@@ -274,24 +274,22 @@ def test_given_old_or_bad_api_version_when_calling_then_404(sf, crm_sandbox):
     )
     listing = requests.get(f"{crm_sandbox}/services/data/", timeout=10)
 
-    assert response.status_code == 404
+    assert response.status_code == 410
     assert {"version": "59.0", "label": "v59.0", "url": "/services/data/v59.0"} in listing.json()
+    assert {"version": "68.0", "label": "v68.0", "url": "/services/data/v68.0"} in listing.json()
+    assert {
+        "version": "30.0",
+        "label": "v30.0",
+        "url": "/services/data/v30.0",
+    } not in listing.json()
 
 
 def test_given_short_retention_when_deleted_record_ages_then_purged_from_query_all():
-    from simple_salesforce import Salesforce
 
-    from sync.crm.session import make_session
     from sync.sandbox.server import SandboxConfig, SandboxServer
 
     with SandboxServer(SandboxConfig(seed=1, retention=0.5)) as server:
-        sf = Salesforce(
-            username="admin@sandbox.local",
-            password="sandbox",
-            security_token="sandbox-token",
-            session=make_session(server.url),
-            version="59.0",
-        )
+        sf = simple_salesforce_cc(server.url, "59.0")
         contact = sf.query("SELECT Id FROM Contact LIMIT 1")["records"][0]["Id"]
         sf.Contact.delete(contact)
         soql = f"SELECT Id FROM Contact WHERE Id = '{contact}'"
@@ -306,10 +304,8 @@ def test_given_short_retention_when_deleted_record_ages_then_purged_from_query_a
 
 
 def test_given_duplicated_external_id_when_upserting_then_300_listing_matches():
-    from simple_salesforce import Salesforce
     from simple_salesforce.exceptions import SalesforceMoreThanOneRecord
 
-    from sync.crm.session import make_session
     from sync.sandbox.server import SandboxConfig, SandboxServer
 
     with SandboxServer(SandboxConfig(seed=1)) as server:
@@ -320,13 +316,7 @@ def test_given_duplicated_external_id_when_upserting_then_300_listing_matches():
                 f'UPDATE "{ORDER}" SET "Billing_Sync_Key__c" = \'twin\' WHERE "Id" IN (?, ?)',
                 (rows[0][0], rows[1][0]),
             )
-        sf = Salesforce(
-            username="admin@sandbox.local",
-            password="sandbox",
-            security_token="sandbox-token",
-            session=make_session(server.url),
-            version="59.0",
-        )
+        sf = simple_salesforce_cc(server.url, "59.0")
         with pytest.raises(SalesforceMoreThanOneRecord) as failure:
             sf.__getattr__(ORDER).upsert("Billing_Sync_Key__c/twin", {"Name": "x"})
 
@@ -357,19 +347,11 @@ def test_given_keep_alive_client_when_calling_repeatedly_then_no_delayed_ack_sta
     # client's delayed ACK of its headers: about 40 ms per call on Linux. The in-process
     # server runs on asyncio's own loop, which only disables Nagle on sockets it sees as
     # TCP (uvloop, which the command line server uses, always does)
-    from simple_salesforce import Salesforce
 
-    from sync.crm.session import make_session
     from sync.sandbox.server import SandboxConfig, SandboxServer
 
     with SandboxServer(SandboxConfig()) as server:
-        sf = Salesforce(
-            username="admin@sandbox.local",
-            password="sandbox",
-            security_token="sandbox-token",
-            session=make_session(server.url),
-            version="59.0",
-        )
+        sf = simple_salesforce_cc(server.url, "59.0")
         http = requests.Session()
         url = f"{server.url}/services/data/v59.0/limits"
         headers = {"Authorization": f"Bearer {sf.session_id}"}

@@ -14,12 +14,11 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from simple_salesforce import Salesforce
 
-from sync.crm.session import make_session
 from sync.sandbox import ids
 from sync.sandbox.schema import FieldDef, ObjectDef, load_schema
 from sync.sandbox.server import SandboxConfig, SandboxServer
+from tests.support.sandbox import simple_salesforce_cc
 
 SCHEMA = load_schema()
 OBJECTS = list(SCHEMA.objects.values())
@@ -32,13 +31,7 @@ class Api:
     def __init__(self, url: str) -> None:
         self.url = url
         self.http = requests.Session()
-        sf = Salesforce(
-            username="admin@sandbox.local",
-            password="sandbox",
-            security_token="sandbox-token",
-            session=make_session(url),
-            version=VERSION,
-        )
+        sf = simple_salesforce_cc(url, VERSION)
         self.http.headers["Authorization"] = f"Bearer {sf.session_id}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:

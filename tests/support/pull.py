@@ -16,13 +16,14 @@ from sync.crm.soql import select as soql_select
 from sync.db.repo import mirrored_table
 from sync.mapping.spec import ColumnType, Mapping, MappingSet
 from sync.settings import Settings
+from tests.support.sandbox import jwt_settings
 
 FAST_RETRY = RetryPolicy(max_attempts=12, max_seconds=60, initial_wait=0.01, max_wait=0.05)
 
 
-def crm_client(url: str, *, retry: RetryPolicy = FAST_RETRY) -> CrmClient:
-    """A CRM client logged into the sandbox at ``url`` with a fast retry policy."""
-    return CrmClient.from_settings(Settings(), sandbox_url=url, retry=retry)
+def crm_client(url: str, *, retry: RetryPolicy = FAST_RETRY, **settings: Any) -> CrmClient:
+    """A CRM client logged into the sandbox at ``url`` (JWT bearer), fast retry policy."""
+    return CrmClient.from_settings(jwt_settings(url, **settings), retry=retry)
 
 
 def make_context(url: str, database_url: str, **settings: Any) -> SyncContext:

@@ -26,9 +26,10 @@ import redis
 from simple_salesforce import Salesforce
 from sqlalchemy import Engine, text
 
-from sync.crm.session import make_session
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.transform import parse_sf_datetime
+from tests.support.sandbox import jwt_env, simple_salesforce_cc
 
 BIN = Path(sys.executable).parent
 
@@ -214,6 +215,7 @@ def service_env(
             "BILLING_SYNC_DATABASE_URL": database_url,
             "BILLING_SYNC_BROKER_URL": broker_url,
             "BILLING_SYNC_REDIS_PREFIX": prefix,
+            **jwt_env(),
             "SALESFORCE_INSTANCE_URL": sandbox_url,
             "BILLING_SYNC_PULL_INTERVAL": "1",
             "BILLING_SYNC_LOCK_TTL": "3",
@@ -227,13 +229,7 @@ def service_env(
 
 
 def salesforce(url: str) -> Salesforce:
-    return Salesforce(
-        username="admin@sandbox.local",
-        password="sandbox",
-        security_token="sandbox-token",
-        session=make_session(url),
-        version="59.0",
-    )
+    return simple_salesforce_cc(url)
 
 
 Snapshot = dict[str, set[tuple[str, str, bool]]]
@@ -247,7 +243,7 @@ def _stamp(value: dt.datetime) -> str:
 
 def mapped_objects() -> dict[str, str]:
     """CRM object -> local table, for every default mapping."""
-    return {m.crm_object: m.table for m in load_mappings(default_mappings_dir())}
+    return {m.crm_object: m.table for m in load_mappings(default_mappings_dir(), MIRRORED_SHAPES)}
 
 
 def crm_snapshot(sf: Salesforce, objects: Iterable[str] | None = None) -> Snapshot:

@@ -64,6 +64,7 @@ def make_client(*, max_attempts: int = 3, sleeps: Sleeps | None = None) -> CrmCl
     return CrmClient(
         Credentials(USERNAME, PASSWORD, TOKEN),
         session=make_session(INSTANCE_URL),
+        api_version="59.0",
         retry=policy,
     )
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from sync.bulk.choice import count_soql, threshold, use_bulk
 from sync.bulk.records import record_maker
 from sync.mapping.spec import ColumnType, FieldSpec, Mapping
-from sync.mapping.transform import RowBuilder
+from sync.pull.rows import RowBuilder
 from sync.settings import Settings
 
 MAPPING = Mapping(

@@ -14,9 +14,10 @@ from sync.changes.plan import (
     project_methods,
 )
 from sync.changes.rules import CardWords, ChangeKind, Operation
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 
-TARGETS = WriteTargets.from_mappings(load_mappings(default_mappings_dir(None)))
+TARGETS = WriteTargets.from_mappings(load_mappings(default_mappings_dir(None), MIRRORED_SHAPES))
 ACCOUNT = "001000000000001AAA"
 
 

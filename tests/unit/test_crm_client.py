@@ -87,7 +87,10 @@ def test_given_no_instance_url_when_requesting_then_real_salesforce_hosts_are_us
         json=data("limits.json"),
     )
     client = CrmClient(
-        make_client().credentials, session=make_session(), retry=RetryPolicy(max_attempts=1)
+        make_client().credentials,
+        session=make_session(),
+        api_version="59.0",
+        retry=RetryPolicy(max_attempts=1),
     )
 
     assert client.limits()["DailyApiRequests"]["Max"] == 15000
@@ -455,12 +458,22 @@ def test_given_username_without_password_when_from_settings_then_names_the_passw
 def test_given_sandbox_url_when_from_settings_then_sandbox_login_goes_to_it(
     mock: responses.RequestsMock,
 ) -> None:
+    # The sandbox's default login is its published app by client credentials, on its My
+    # Domain host (a 2027 org has neither SOAP login nor the password flow).
     mock.add(
         responses.POST,
-        f"{INSTANCE_URL}/services/Soap/u/59.0",
-        body=login_body("SANDBOX-SESSION"),
-        content_type="text/xml",
-        match=[responses.matchers.header_matcher({"SOAPAction": "login"})],
+        f"{INSTANCE_URL}/services/oauth2/token",
+        json={
+            "access_token": "SANDBOX-SESSION",
+            "instance_url": "https://sandbox.my.salesforce.com",
+            "id": "https://sandbox.my.salesforce.com/id/00D/005",
+            "token_type": "Bearer",
+            "issued_at": "1",
+            "signature": "x",
+        },
+        match=[
+            responses.matchers.header_matcher({"X-Forwarded-Host": "sandbox.my.salesforce.com"})
+        ],
     )
     client = CrmClient.from_settings(Settings(), sandbox_url=INSTANCE_URL + "/")
 
@@ -469,8 +482,10 @@ def test_given_sandbox_url_when_from_settings_then_sandbox_login_goes_to_it(
     sent = mock.calls[0].request.body
     assert isinstance(sent, str | bytes)
     sent_text = sent.decode() if isinstance(sent, bytes) else sent
-    assert "admin@sandbox.local" in sent_text
-    assert "sandboxsandbox-token" in sent_text
+    assert "grant_type=client_credentials" in sent_text
+    assert "client_id=billing-sync" in sent_text
+    assert client.authentication is not None
+    assert client.authentication.instance == "sandbox.my.salesforce.com"
     client.close()
 
 
@@ -503,7 +518,7 @@ def test_given_plain_requests_session_when_requesting_then_a_timeout_is_still_se
         content_type="text/xml",
     )
     mock.add(responses.GET, "https://na1.salesforce.com/services/data/v59.0/limits", json={})
-    client = CrmClient(make_client().credentials, session=requests.Session())
+    client = CrmClient(make_client().credentials, session=requests.Session(), api_version="59.0")
 
     client.limits()
 

@@ -13,6 +13,7 @@ import sync.pull
 from sync.db import service_state
 from sync.db.engine import make_engine, upgrade
 from sync.db.repo import events as replay_repo
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.events.channels import channel_of, plan_channels
 from sync.events.model import parse_event
 from sync.events.trigger import PullTrigger
@@ -74,7 +75,7 @@ def test_given_an_object_when_naming_its_channel_then_salesforce_convention(obj,
 
 
 def test_given_the_default_mappings_when_planned_then_one_channel_per_object():
-    mappings = load_mappings(Path(__file__).resolve().parents[2] / "mappings")
+    mappings = load_mappings(Path(__file__).resolve().parents[2] / "mappings", MIRRORED_SHAPES)
 
     plan = plan_channels(mappings)
 
@@ -93,7 +94,7 @@ def _write_mapping(folder: Path, extra: str) -> None:
 def test_given_events_false_when_loaded_then_the_mapping_does_not_listen(tmp_path):
     _write_mapping(tmp_path, "events: false\n")
 
-    mappings = load_mappings(tmp_path)
+    mappings = load_mappings(tmp_path, MIRRORED_SHAPES)
 
     assert mappings["accounts"].events is False
     assert plan_channels(mappings) == {}
@@ -103,7 +104,7 @@ def test_given_events_not_boolean_when_loaded_then_refused_naming_the_key(tmp_pa
     _write_mapping(tmp_path, "events: sometimes\n")
 
     with pytest.raises(MappingError, match="'events' must be true or false"):
-        load_mappings(tmp_path)
+        load_mappings(tmp_path, MIRRORED_SHAPES)
 
 
 # -- the trigger -----------------------------------------------------------------------------

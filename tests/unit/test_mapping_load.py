@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from sync.db.models import MIRRORED_MODELS
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping import ColumnType, Direction, MappingError, load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS, parse_mapping
 
@@ -25,12 +26,12 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 def error_of(folder: Path) -> str:
     with pytest.raises(MappingError) as caught:
-        load_mappings(folder)
+        load_mappings(folder, MIRRORED_SHAPES)
     return str(caught.value)
 
 
 def test_given_project_mappings_when_loaded_then_one_per_mirrored_table():
-    mappings = load_mappings(PROJECT_MAPPINGS)
+    mappings = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
 
     assert sorted(m.table for m in mappings) == sorted(MIRRORED_MODELS)
     assert len(list(PROJECT_MAPPINGS.glob("*.yaml"))) == 13
@@ -43,7 +44,7 @@ def test_given_project_mappings_when_loaded_then_one_per_mirrored_table():
 
 
 def test_given_mapping_when_loaded_then_columns_carry_table_limits():
-    mappings = load_mappings(PROJECT_MAPPINGS)
+    mappings = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
 
     city = mappings["accounts"].field("BillingCity")
     amount = mappings["orders"].field("Apttus_Config2__OrderAmount__c")
@@ -55,7 +56,7 @@ def test_given_mapping_when_loaded_then_columns_carry_table_limits():
 
 
 def test_given_mapping_when_fields_listed_then_system_fields_come_first():
-    accounts = load_mappings(PROJECT_MAPPINGS)["accounts"]
+    accounts = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)["accounts"]
 
     assert accounts.crm_fields[:3] == ["Id", "IsDeleted", "SystemModstamp"]
     assert "Billing_Email__c" in accounts.crm_fields
@@ -138,7 +139,7 @@ def test_given_unknown_type_and_direction_when_loaded_then_every_problem_listed(
     write(tmp_path, "accounts.yaml", text)
 
     with pytest.raises(MappingError) as caught:
-        load_mappings(tmp_path)
+        load_mappings(tmp_path, MIRRORED_SHAPES)
 
     messages = [str(p) for p in caught.value.problems]
     assert any("direction 'sideways'" in m for m in messages)
@@ -158,7 +159,10 @@ def test_given_empty_folder_when_loaded_then_refused(tmp_path):
 
 def test_given_filter_when_parsed_then_kept():
     mapping = parse_mapping(
-        ACCOUNTS + 'filter: "BillingCountry != null"\n', source="x.yaml", default_name="x"
+        ACCOUNTS + 'filter: "BillingCountry != null"\n',
+        source="x.yaml",
+        default_name="x",
+        tables=MIRRORED_SHAPES,
     )
 
     assert mapping is not None
@@ -167,9 +171,9 @@ def test_given_filter_when_parsed_then_kept():
 
 def test_given_bulk_threshold_when_loaded_then_kept_out_of_the_fingerprint(tmp_path):
     write(tmp_path, "accounts.yaml", ACCOUNTS.replace("fields:", "bulk_threshold: 5000\nfields:"))
-    with_threshold = load_mappings(tmp_path)["accounts"]
+    with_threshold = load_mappings(tmp_path, MIRRORED_SHAPES)["accounts"]
     write(tmp_path, "accounts.yaml", ACCOUNTS)
-    without = load_mappings(tmp_path)["accounts"]
+    without = load_mappings(tmp_path, MIRRORED_SHAPES)["accounts"]
 
     assert with_threshold.bulk_threshold == 5000
     assert without.bulk_threshold is None

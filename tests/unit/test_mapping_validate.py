@@ -2,6 +2,7 @@ import copy
 
 import pytest
 
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping import MappingError, load_mappings, validate_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS, parse_mapping
 from sync.mapping.spec import MappingSet
@@ -15,12 +16,14 @@ def describes(mappings):
 
 
 def one(text, name="accounts"):
-    mapping = parse_mapping(text, source=f"mappings/{name}.yaml", default_name=name)
+    mapping = parse_mapping(
+        text, source=f"mappings/{name}.yaml", default_name=name, tables=MIRRORED_SHAPES
+    )
     return MappingSet({mapping.name: mapping})
 
 
 def test_given_default_mappings_when_validated_against_sandbox_describe_then_valid():
-    mappings = load_mappings(PROJECT_MAPPINGS)
+    mappings = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
 
     report = validate_mappings(mappings, describes(mappings))
 
@@ -80,7 +83,7 @@ def test_given_other_letter_case_when_validated_then_canonical_names_used():
         "object: account\ntable: accounts\nfields:\n"
         "  billingcity: {column: billing_city, type: string}\n"
     )
-    describe = describes(load_mappings(PROJECT_MAPPINGS))["Account"]
+    describe = describes(load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES))["Account"]
 
     report = validate_mappings(mappings, {"account": describe})
 

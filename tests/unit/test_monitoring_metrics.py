@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, insert, select
 from sync.db import repo
 from sync.db.models import Account, AuditEntry, ChangeSet, RecordError, SyncPass
 from sync.db.repo.metrics import read_counters
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.monitoring import metrics, outbox
 from sync.portal.monitoring import Monitor
@@ -20,7 +21,7 @@ from sync.telemetry import counters
 from tests.support.metrics import clear_buffer, label_values, parse, value
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
-MAPPINGS = load_mappings(default_mappings_dir(None))
+MAPPINGS = load_mappings(default_mappings_dir(None), MIRRORED_SHAPES)
 
 EVERY_METRIC = [
     "billing_sync_mapping_lag_seconds",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from sqlalchemy import insert, select
 
 from sync.changes import outbox
-from sync.db.models import AuditEntry, ChangeSet
+from sync.changes.rules import ChangeState, ItemOutcome, Operation, PushOutcome
+from sync.db.models import AuditEntry, ChangeItem, ChangeSet
 
 T0 = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 
@@ -96,3 +98,71 @@ def test_given_pending_sets_when_status_is_read_then_the_oldest_pending_age(engi
     status = outbox.status(engine, T0)
     assert status["oldest_pending_seconds"] == 420.0
     assert status["counts"]["accepted"] == 1 and status["paused_until"] is None
+
+
+def test_given_item_outcomes_when_recorded_then_read_back_as_enums_and_plain_json(engine):
+    with engine.begin() as conn:
+        set_id = add_set(conn, "001A")
+        ids = [
+            conn.execute(
+                insert(ChangeItem)
+                .values(
+                    change_set_id=set_id,
+                    position=n,
+                    operation=operation,
+                    sobject="Account",
+                    record_sfid="001A",
+                    field="Phone",
+                    old_value='"a"',
+                    new_value='"b"',
+                    label=f"item {n}",
+                )
+                .returning(ChangeItem.id)
+            ).scalar_one()
+            for n, operation in enumerate(["update", "check", "create"], start=1)
+        ]
+        outbox.set_item_outcomes(
+            conn,
+            {
+                ids[0]: (ItemOutcome.CONFLICT, "c", True),
+                ids[1]: (ItemOutcome.UNCHANGED, None, False),
+                ids[2]: (ItemOutcome.NOT_SENT, None, False),
+            },
+        )
+        outbox.finish(conn, set_id, ChangeState.CONFLICT, T0, message="changed")
+        stored = conn.execute(
+            select(ChangeItem.outcome, ChangeItem.crm_value).order_by(ChangeItem.position)
+        ).all()
+        view = outbox.get_set(conn, set_id)
+    assert [tuple(r) for r in stored] == [
+        ("conflict", '"c"'),
+        ("unchanged", None),
+        ("not_sent", None),
+    ]
+    assert view is not None and view.state is ChangeState.CONFLICT
+    assert [i.operation for i in view.items] == [
+        Operation.UPDATE,
+        Operation.CHECK,
+        Operation.CREATE,
+    ]
+    assert [i.id for i in view.conflicts] == [ids[0]]
+    doc = json.loads(json.dumps(view.to_dict()))
+    assert doc["state"] == "conflict"
+    assert [(i["operation"], i["outcome"], i["crm"]) for i in doc["items"]] == [
+        ("update", "conflict", "c"),
+        ("check", "unchanged", None),
+        ("create", "not_sent", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state"),
+    [
+        (PushOutcome.APPLIED, ChangeState.APPLIED),
+        (PushOutcome.CONFLICT, ChangeState.CONFLICT),
+        (PushOutcome.FAILED, ChangeState.FAILED),
+        (PushOutcome.DEFERRED, None),
+    ],
+)
+def test_given_a_push_outcome_then_the_state_the_set_takes(outcome, state):
+    assert outcome.state is state

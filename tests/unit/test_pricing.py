@@ -17,6 +17,7 @@ from sync.changes.pricing import (
     summarize,
 )
 from sync.changes.rules import ChangeKind, Operation, ValueProblem
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping.loader import default_mappings_dir, load_mappings
 
 D = Decimal
@@ -158,7 +159,7 @@ def _staged(n: int, kind: ChangeKind, product: str, qty: int, price: str, ptype:
 
 
 def test_given_two_purchases_when_planned_then_price_checks_one_order_and_lines_naming_it():
-    targets = WriteTargets.from_mappings(load_mappings(default_mappings_dir(None)))
+    targets = WriteTargets.from_mappings(load_mappings(default_mappings_dir(None), MIRRORED_SHAPES))
     staged = [
         _staged(1, ChangeKind.ADD_LICENSES, "01t000000000001AAA", 5, "95.00000", "Recurring"),
         _staged(2, ChangeKind.ADD_MINUTES, "01t000000000002AAA", 1000, "0.01200", "Usage"),
@@ -181,7 +182,7 @@ def test_given_two_purchases_when_planned_then_price_checks_one_order_and_lines_
 
 
 def test_given_no_order_mappings_when_a_purchase_is_planned_then_refused():
-    full = WriteTargets.from_mappings(load_mappings(default_mappings_dir(None)))
+    full = WriteTargets.from_mappings(load_mappings(default_mappings_dir(None), MIRRORED_SHAPES))
     targets = WriteTargets(full.accounts, full.payment_methods, full.authorizations)
     staged = [_staged(1, ChangeKind.ADD_LICENSES, "01t000000000001AAA", 5, "95", "Recurring")]
 

@@ -9,15 +9,16 @@ from sqlalchemy import select
 from sync.db import repo
 from sync.db.engine import make_engine
 from sync.db.models import Invoice
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.db.types import Bind, BindForm
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
-from sync.mapping.transform import RowBuilder
 from sync.pull import convert_page
+from sync.pull.rows import RowBuilder
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-INVOICES = load_mappings(PROJECT_MAPPINGS)["invoices"]
+INVOICES = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)["invoices"]
 TABLE = repo.mirrored_table("invoices")
 SQLITE = make_engine("sqlite://").dialect
 

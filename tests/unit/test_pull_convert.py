@@ -9,13 +9,14 @@ from sync.commands.pull import (
     exit_code,
     summary_line,
 )
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
 from sync.pull import Outcome, PassResult, Progress, convert_page
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-CONTACTS = load_mappings(PROJECT_MAPPINGS)["contacts"]
+CONTACTS = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)["contacts"]
 
 
 def contact(n, *, stamp="2026-11-22T10:00:00.000+0000", **values):

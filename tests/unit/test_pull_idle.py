@@ -5,13 +5,13 @@ import pytest
 
 from sync.context import SyncContext
 from sync.crm.composite import CompositeReads
-from sync.db import repo, service_state
+from sync.db import repo
 from sync.db.engine import make_engine, upgrade
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
 from sync.mapping.transform import format_sf_datetime
-from sync.pull import changed_mappings
-from sync.pull.idle import FINGERPRINT_PREFIX, store_fingerprint
+from sync.pull import changed_mappings, check_changes
 from sync.settings import Settings
 
 UTC = dt.UTC
@@ -52,7 +52,7 @@ class FakeCrm(CompositeReads):
 def ctx(sqlite_database_url):
     engine = make_engine(sqlite_database_url)
     upgrade(engine)
-    mappings = load_mappings(PROJECT_MAPPINGS)
+    mappings = load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES)
     context = SyncContext(
         settings=Settings(database_url=sqlite_database_url),
         engine=engine,
@@ -61,10 +61,15 @@ def ctx(sqlite_database_url):
         clock=lambda: NOW,
     )
     with engine.begin() as conn:
-        for name in mappings.names:
-            repo.save_state(conn, name, NOW, watermark=WATERMARK, last_pass_finished_at=NOW)
-    for mapping in mappings:
-        store_fingerprint(context, mapping)
+        for mapping in mappings:
+            repo.save_state(
+                conn,
+                mapping.name,
+                NOW,
+                watermark=WATERMARK,
+                last_pass_finished_at=NOW,
+                fingerprint=mapping.fingerprint,
+            )
     yield context
     engine.dispose()
 
@@ -90,10 +95,11 @@ def test_given_record_in_same_second_but_before_watermark_when_checked_then_unch
 def test_given_changes_when_checked_then_those_mappings_and_crm_time_hint(ctx):
     ctx.crm.changed = {"Account", "AccountContactRole"}
 
-    changed = changed_mappings(ctx, now=NOW)
+    check = check_changes(ctx, now=NOW)
+    changed = list(check.changed)
 
     assert changed == ["account_contact_roles", "accounts"]
-    assert ctx.crm_time_hints["accounts"] == WATERMARK + dt.timedelta(seconds=1)
+    assert check.hint("accounts").crm_time == WATERMARK + dt.timedelta(seconds=1)
 
 
 def test_given_paused_and_never_pulled_mappings_when_checked_then_not_asked(ctx):
@@ -125,7 +131,8 @@ def test_given_record_error_due_when_checked_then_mapping_pulled(ctx):
 
 
 def test_given_mapping_changed_since_load_when_checked_then_reloaded_without_asking(ctx):
-    service_state.write(ctx.engine, FINGERPRINT_PREFIX + "orders", {"fingerprint": "old"}, NOW)
+    with ctx.engine.begin() as conn:
+        repo.save_state(conn, "orders", NOW, fingerprint="old")
 
     assert changed_mappings(ctx, ["orders", "products"], now=NOW) == ["orders"]
     assert ctx.crm.api_calls == 1

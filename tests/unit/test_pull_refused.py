@@ -7,6 +7,7 @@ from sync.context import SyncContext
 from sync.crm.client import QueryPage
 from sync.db import repo
 from sync.db.models import PaymentMethod
+from sync.db.shapes import MIRRORED_SHAPES
 from sync.mapping import load_mappings
 from sync.mapping.loader import PROJECT_MAPPINGS
 from sync.pull import Outcome, pull_mapping
@@ -67,7 +68,7 @@ def ctx(engine):
         settings=Settings(),
         engine=engine,
         crm=OnePageCrm(records),  # type: ignore[arg-type]
-        mappings=load_mappings(PROJECT_MAPPINGS),
+        mappings=load_mappings(PROJECT_MAPPINGS, MIRRORED_SHAPES),
         clock=lambda: NOW,
     )
     return context

@@ -1,8 +1,15 @@
-"""Every SQL statement of the pull, in two modules re-exported here.
+"""Repositories: the SQL of billing-sync, one module per group of tables.
 
+The pull's two modules are re-exported here:
 :mod:`sync.db.repo.rows`: the mirrored tables (bulk upserts, tombstones, Id streams).
-:mod:`sync.db.repo.state`: the pull's own tables (sync state, pass history, record
-errors).
+:mod:`sync.db.repo.state`: the pull's own tables (a mapping's one state row, pass
+history, record errors).
+
+The write side's are used as modules (``from sync.db.repo import outbox``):
+:mod:`sync.db.repo.changes` (staged changes, new change sets, the audit log),
+:mod:`sync.db.repo.outbox` (change sets, claims under a lease, state moves) and
+:mod:`sync.db.repo.prices` (what purchases read from the mirror). Monitoring's scrape
+queries are :mod:`sync.db.repo.monitoring`.
 """
 
 from sync.db.repo.rows import (
@@ -24,9 +31,11 @@ from sync.db.repo.state import (
     MappingState,
     PassRow,
     RecordErrorRow,
+    StoredLoad,
     all_states,
     begin_pass,
     clear_record_errors,
+    close_mapping_pass,
     close_stale_passes,
     count_pass,
     finish_pass,
@@ -49,10 +58,12 @@ __all__ = [
     "MappingState",
     "PassRow",
     "RecordErrorRow",
+    "StoredLoad",
     "UpsertPlan",
     "all_states",
     "begin_pass",
     "clear_record_errors",
+    "close_mapping_pass",
     "close_stale_passes",
     "count_pass",
     "dialect_insert",

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from sync.db import states
 from sync.db.models import (
     MIRRORED_MODELS,
     AuditEntry,
@@ -38,6 +39,7 @@ from sync.db.models import (
     ServiceState,
     SyncPass,
 )
+from sync.db.states import ChangeState
 from sync.db.types import UTCDateTime
 
 CHANGE_SETS: Table = ChangeSet.__table__  # type: ignore[assignment]
@@ -45,17 +47,10 @@ AUDIT: Table = AuditEntry.__table__  # type: ignore[assignment]
 PASSES: Table = SyncPass.__table__  # type: ignore[assignment]
 STATE: Table = ServiceState.__table__  # type: ignore[assignment]
 
-OUTBOX_STATES: tuple[str, ...] = (
-    "accepted",
-    "sending",
-    "applied",
-    "conflict",
-    "failed",
-    "cancelled",
-)
+OUTBOX_STATES: tuple[str, ...] = tuple(s.value for s in ChangeState)
 """Every state a change set can be in, in the order of its life."""
-PENDING_STATES: tuple[str, ...] = ("accepted", "sending")
-PROBLEM_STATES: tuple[str, ...] = ("conflict", "failed")
+PENDING_STATES: tuple[str, ...] = tuple(s.value for s in states.PENDING_STATES)
+PROBLEM_STATES: tuple[str, ...] = tuple(s.value for s in states.PROBLEM_STATES)
 
 
 def record_counts(conn: Connection, tables: Iterable[str]) -> dict[str, tuple[int, int]]:
@@ -119,7 +114,9 @@ def push_durations(conn: Connection, bounds: Sequence[float]) -> HistogramData:
     seconds = _seconds_between(conn, CHANGE_SETS.c.accepted_at, CHANGE_SETS.c.finished_at)
     inner = (
         select(seconds.label("s"))
-        .where(CHANGE_SETS.c.state == "applied", CHANGE_SETS.c.finished_at.is_not(None))
+        .where(
+            CHANGE_SETS.c.state == ChangeState.APPLIED.value, CHANGE_SETS.c.finished_at.is_not(None)
+        )
         .subquery()
     )
     slot = case(*[(inner.c.s <= bound, i) for i, bound in enumerate(bounds)], else_=len(bounds))

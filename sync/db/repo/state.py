@@ -1,4 +1,14 @@
-"""SQL on billing-sync's own pull tables: sync state, pass history, record errors."""
+"""SQL on billing-sync's own pull tables: sync state, pass history, record errors.
+
+This is the one repository of a mapping's state. Everything a mapping has as a whole
+lives in its ``sync_state`` row (:class:`MappingState`): the watermark, the pause
+switch, the last pass's times, outcome and error, the fingerprint of the mapping its
+rows were last fully loaded with, and how the last pass read its window
+(:class:`StoredLoad`). The pass that ends writes all of it in the transaction that
+closes the pass (:func:`close_mapping_pass`). Records that failed to convert are per
+record, with their own attempts and times, and so keep their own table
+(``record_errors``); the pass history is a log, one row per pass.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +33,57 @@ ERRORS: Table = RecordError.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
+class StoredLoad:
+    """How a mapping's last pass read its window, as its state row keeps it.
+
+    Attributes:
+        method: ``rest`` or ``bulk``.
+        counted: the window's records as counted before choosing (None: not counted).
+        job_id: the Bulk job (None for REST).
+        api_calls: the pass's API calls.
+        fallback: why a Bulk load was given up for REST, if it was.
+        at: when the pass ended.
+    """
+
+    method: str
+    counted: int | None
+    job_id: str | None
+    api_calls: int
+    fallback: str | None
+    at: dt.datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as ``status --json`` shows it (``last_load``)."""
+        return {
+            "method": self.method,
+            "counted": self.counted,
+            "job_id": self.job_id,
+            "api_calls": self.api_calls,
+            "fallback": self.fallback,
+            "at": self.at.isoformat(),
+        }
+
+    def columns(self) -> dict[str, Any]:
+        """The ``sync_state`` columns that hold this report."""
+        return {
+            "load_method": self.method,
+            "load_counted": self.counted,
+            "load_job_id": self.job_id,
+            "load_api_calls": self.api_calls,
+            "load_fallback": self.fallback,
+            "load_at": self.at,
+        }
+
+
+@dataclass(frozen=True)
 class MappingState:
-    """One mapping's row of ``sync_state`` (defaults when it has none yet)."""
+    """One mapping's row of ``sync_state`` (defaults when it has none yet).
+
+    Attributes:
+        fingerprint: the mapping's fingerprint when its rows were last fully loaded
+            (None: never); another one means the rows must be reloaded.
+        last_load: how the last pass read its window (None before the first pass).
+    """
 
     mapping: str
     watermark: dt.datetime | None = None
@@ -34,9 +93,21 @@ class MappingState:
     last_outcome: str | None = None
     last_error: str | None = None
     updated_at: dt.datetime | None = None
+    fingerprint: str | None = None
+    last_load: StoredLoad | None = None
 
 
 def _state_from_row(row: Any) -> MappingState:
+    load = None
+    if row.load_method is not None:
+        load = StoredLoad(
+            method=row.load_method,
+            counted=row.load_counted,
+            job_id=row.load_job_id,
+            api_calls=int(row.load_api_calls or 0),
+            fallback=row.load_fallback,
+            at=row.load_at if row.load_at is not None else row.updated_at,
+        )
     return MappingState(
         mapping=row.mapping,
         watermark=row.watermark,
@@ -46,6 +117,8 @@ def _state_from_row(row: Any) -> MappingState:
         last_outcome=row.last_outcome,
         last_error=row.last_error,
         updated_at=row.updated_at,
+        fingerprint=row.fingerprint,
+        last_load=load,
     )
 
 
@@ -72,6 +145,40 @@ def save_state(conn: Connection, mapping: str, now: dt.datetime, **values: Any) 
     values = {**values, "updated_at": now}
     stmt = dialect_insert(conn.dialect.name, STATE).values(mapping=mapping, **values)
     conn.execute(stmt.on_conflict_do_update(index_elements=[STATE.c.mapping], set_=values))
+
+
+def close_mapping_pass(
+    conn: Connection,
+    mapping: str,
+    *,
+    outcome: str,
+    error: str | None,
+    finished_at: dt.datetime,
+    succeeded: bool,
+    load: StoredLoad,
+    fingerprint: str | None = None,
+) -> None:
+    """Write what a finished pass leaves in ``mapping``'s state row, in one statement.
+
+    Call it in the transaction that closes the pass (:func:`finish_pass`).
+
+    Args:
+        conn: the closing transaction.
+        mapping: the mapping.
+        outcome: the pass's outcome as the history keeps it.
+        error: why it stopped, if it did.
+        finished_at: when it ended.
+        succeeded: the pass stored its whole window (``last_pass_finished_at`` moves).
+        load: how it read its window.
+        fingerprint: the mapping's fingerprint, when the pass completed a full load
+            under it (None leaves the stored one).
+    """
+    values: dict[str, Any] = {"last_outcome": outcome, "last_error": error, **load.columns()}
+    if succeeded:
+        values["last_pass_finished_at"] = finished_at
+    if fingerprint is not None:
+        values["fingerprint"] = fingerprint
+    save_state(conn, mapping, finished_at, **values)
 
 
 def set_paused(engine: Engine, mapping: str, paused: bool, *, now: dt.datetime) -> None:
