@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import requests
 
-from sync.commands.launcher import billing_sync_command, start_sandbox
+from sync.commands.launcher import billing_sync_command
+from tests.support.sandbox import jwt_env, start_sandbox
 from tests.support.workers import BIN, salesforce, service_env, wait_until
 
 pytestmark = pytest.mark.slow
@@ -209,7 +210,8 @@ def test_given_a_held_cometd_connect_when_the_sandbox_gets_sigterm_then_it_answe
 
 @pytest.fixture
 def own_sandbox() -> Iterator[str]:
-    """A seeded sandbox of this test alone (its CometD client count is the test's)."""
+    """A seeded sandbox of this test alone (its CometD client count is the test's),
+    with the test run's JWT certificate."""
     sandbox = start_sandbox("--seed", "3", "--seed-random", "5")
     try:
         yield sandbox.url
@@ -226,6 +228,7 @@ def test_given_run_on_sqlite_when_signalled_then_it_releases_its_long_poll_and_e
     launch: Callable[..., Command], own_sandbox: str, tmp_path: Path, sig: signal.Signals
 ) -> None:
     env = plain_env(
+        **jwt_env(),
         BILLING_SYNC_DATABASE_URL=f"sqlite:///{tmp_path / 'billing.db'}",
         SALESFORCE_INSTANCE_URL=own_sandbox,
         BILLING_SYNC_PORTAL_SECRET="s" * 40,
