@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import uvicorn
 
@@ -40,14 +41,51 @@ def base_url(sock: socket.socket) -> str:
     return f"http://{shown}:{port}"
 
 
-class ThreadedServer:
-    """A uvicorn server running ``config`` on ``host:port`` in a daemon thread."""
+class Server(uvicorn.Server):
+    """uvicorn that tells the application it is stopping before it waits for requests.
 
-    def __init__(self, config: uvicorn.Config, host: str, port: int, name: str) -> None:
+    uvicorn stops accepting, closes idle connections and then waits for the requests in
+    flight (at most ``timeout_graceful_shutdown``, after which it cancels them with an
+    ERROR and a traceback). A request the application holds open on purpose, such as a
+    long poll, would only end by that cancellation: ``on_shutdown`` runs first, on the
+    server's event loop, so the application can answer such requests at once.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, on_shutdown: Callable[[], object] | None = None
+    ) -> None:
+        super().__init__(config)
+        self.on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.on_shutdown is not None:
+            # Wake-ups it schedules run at uvicorn's first await, after every connection
+            # was told to close once its current answer is sent: released requests are
+            # answered, and their clients cannot send another on the same connection.
+            self.on_shutdown()
+        await super().shutdown(sockets=sockets)
+
+
+class ThreadedServer:
+    """A uvicorn server running ``config`` on ``host:port`` in a daemon thread.
+
+    ``on_shutdown`` is :attr:`Server.on_shutdown`.
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        host: str,
+        port: int,
+        name: str,
+        *,
+        on_shutdown: Callable[[], object] | None = None,
+    ) -> None:
         self.config = config
         self.host = host
         self.port = port
         self.name = name
+        self.on_shutdown = on_shutdown
         self.url = ""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -62,7 +100,7 @@ class ThreadedServer:
         if self._thread is not None:
             raise RuntimeError(f"the {self.name} server is already running")
         sock = self._socket = bind(self.host, self.port)
-        server = self._server = uvicorn.Server(self.config)
+        server = self._server = Server(self.config, self.on_shutdown)
         self._thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name=self.name, daemon=True
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -186,7 +187,17 @@ def portal_links(settings: Settings, engine: Engine, base_url: str) -> list[str]
 
 
 def demo_command(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the demo until Ctrl-C."""
+    """Run the demo until Ctrl-C (or SIGTERM)."""
+    # While it starts, SIGTERM interrupts like Ctrl-C, so the sandbox child (in a process
+    # group of its own) is stopped either way; once running, both stop it cleanly.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _run_demo(args, settings)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     _say(f"starting the sandbox CRM with {DEMO_ACCOUNTS} generated accounts ...")
     key_dir = Path(tempfile.mkdtemp(prefix="billing-sync-demo-"))
     try:

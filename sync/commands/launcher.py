@@ -118,6 +118,9 @@ def start_sandbox(
         stderr=subprocess.STDOUT,
         text=True,
         env={**(env if env is not None else os.environ), "PYTHONUNBUFFERED": "1"},
+        # Its own process group: Ctrl-C in a terminal interrupts the caller only, which
+        # stops its users of the sandbox first and then the sandbox (stop()).
+        process_group=0,
     )
     lines: queue.Queue[str | None] = queue.Queue()
     output: list[str] = []
@@ -134,20 +137,15 @@ def start_sandbox(
 
     reader = threading.Thread(target=pump, name=f"sandbox-{process.pid}", daemon=True)
     reader.start()
-    deadline = time.monotonic() + timeout
-    url = None
-    while url is None:
-        remaining = deadline - time.monotonic()
-        try:
-            line = lines.get(timeout=max(0.01, remaining))
-        except queue.Empty:
-            line = ""
-        if line is None or remaining <= 0:
-            SandboxProcess("", process, output, reader).stop()
-            raise SandboxStartError("the sandbox did not start:\n" + "".join(output))
-        match = _LISTENING.search(line)
-        if match:
-            url = match.group(1)
+    try:
+        url = _wait_listening(lines, timeout)
+    except BaseException:
+        # not started in time, or the caller interrupted (Ctrl-C reaches only the caller)
+        SandboxProcess("", process, output, reader).stop()
+        raise
+    if url is None:
+        SandboxProcess("", process, output, reader).stop()
+        raise SandboxStartError("the sandbox did not start:\n" + "".join(output))
     sandbox = SandboxProcess(url, process, output, reader)
     try:
         requests.get(f"{url}/_sandbox/stats", timeout=10).raise_for_status()
@@ -155,6 +153,22 @@ def start_sandbox(
         sandbox.stop()
         raise SandboxStartError(f"the sandbox at {url} did not answer: {exc}") from exc
     return sandbox
+
+
+def _wait_listening(lines: queue.Queue[str | None], timeout: float) -> str | None:
+    """The URL of the ``listening on URL`` line; None when the output ends or time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            line = lines.get(timeout=max(0.01, remaining))
+        except queue.Empty:
+            line = ""
+        if line is None or remaining <= 0:
+            return None
+        match = _LISTENING.search(line)
+        if match:
+            return match.group(1)
 
 
 @contextmanager

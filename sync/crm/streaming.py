@@ -55,6 +55,9 @@ DEFAULT_CONNECT_TIMEOUT = 110.0
 """Salesforce holds a connect this long (``advice.timeout``) before answering empty."""
 READ_MARGIN = 15.0
 """Seconds on top of ``advice.timeout`` before a held connect counts as lost."""
+CLOSE_TIMEOUT = 2.0
+"""Seconds :meth:`StreamingClient.close` waits to connect, and then for the answer: a
+stop must not wait for a CRM that does not answer."""
 
 
 class StreamingError(CrmError):
@@ -156,16 +159,21 @@ class StreamingClient:
     # -- HTTP ----------------------------------------------------------------------------
 
     def _post(
-        self, messages: list[dict[str, Any]], *, read_timeout: float = 30.0
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        read_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
     ) -> list[dict[str, Any]]:
         """POST one batch; logs in again once on HTTP 401. Returns the answered messages."""
+        timeouts = (connect_timeout, read_timeout)
         auth = self.crm._current_auth()
-        response = self._send(auth, messages, read_timeout)
+        response = self._send(auth, messages, timeouts)
         if response.status_code == 401:
             logger.info("streaming: session expired; logging in again")
             auth = self.crm._renew(auth)
             self.relogins += 1
-            response = self._send(auth, messages, read_timeout)
+            response = self._send(auth, messages, timeouts)
         if response.status_code == 404:
             raise StreamingUnavailableError(
                 "the org serves no Streaming API at this address (404)",
@@ -205,7 +213,10 @@ class StreamingClient:
         return [m for m in body if isinstance(m, dict)]
 
     def _send(
-        self, auth: Authentication, messages: list[dict[str, Any]], read_timeout: float
+        self,
+        auth: Authentication,
+        messages: list[dict[str, Any]],
+        timeouts: tuple[float, float],
     ) -> requests.Response:
         try:
             return self.crm.session.request(
@@ -217,7 +228,7 @@ class StreamingClient:
                     "Content-Type": "application/json",
                     "Accept": "application/json",
                 },
-                timeout=(10.0, read_timeout),
+                timeout=timeouts,
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
@@ -398,12 +409,15 @@ class StreamingClient:
             TransientCrmError: the CRM could not be reached (the caller backs off).
         """
         result = PollResult()
+        if self._closed.is_set():
+            return result
         if self.client_id is None:
             result.resubscribed = self._rehandshake()
         if self._interval > 0:
             self._sleep(self._interval)
         message = self._message("/meta/connect", connectionType="long-polling")
         answers = self._post([message], read_timeout=self.connect_timeout + READ_MARGIN)
+        closed = self._closed.is_set()
         for answer in answers:
             channel = str(answer.get("channel") or "")
             if channel.startswith("/meta/"):
@@ -419,7 +433,9 @@ class StreamingClient:
             self.connect_timeout = float(advice["timeout"]) / 1000.0
         if isinstance(advice.get("interval"), int | float):
             self._interval = max(0.0, float(advice["interval"]) / 1000.0)
-        if reply.get("successful") and advice.get("reconnect", "retry") == "retry":
+        if closed or (reply.get("successful") and advice.get("reconnect", "retry") == "retry"):
+            # closed: the answer to the disconnect of close(); the events it carried are
+            # handed over, and there is nothing to reconnect
             return result
         error = str(reply.get("error") or "")
         reconnect = advice.get("reconnect")
@@ -445,9 +461,28 @@ class StreamingClient:
             )
         return result
 
+    def close(self) -> None:
+        """Release the long poll held for this client and refuse further polls.
+
+        Unlike the rest of the client, this is called from another thread while
+        :meth:`poll` waits: it sends ``/meta/disconnect`` for the current client, which
+        makes the server answer the held ``/meta/connect`` at once, and :meth:`poll`
+        then returns what that answer carried without reconnecting.
+        """
+        self._closed.set()
+        client_id = self.client_id
+        if client_id is None:
+            return
+        message = {"channel": "/meta/disconnect", "id": "close", "clientId": client_id}
+        try:
+            self._post([message], read_timeout=CLOSE_TIMEOUT, connect_timeout=CLOSE_TIMEOUT)
+        except CrmError as exc:
+            logger.debug("streaming: disconnect failed: %s", exc)
+
     def disconnect(self) -> None:
         """Say goodbye (best effort: a failure only means the server forgets us later)."""
-        if self.client_id is None:
+        if self.client_id is None or self._closed.is_set():  # close() said it already
+            self.client_id = None
             return
         try:
             self._post([self._message("/meta/disconnect")], read_timeout=5.0)

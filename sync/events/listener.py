@@ -158,6 +158,7 @@ class Listener:
             for channel, mappings in plan_channels(ctx.mappings).items()
         }
         self.state = ListenerState.STARTING
+        self._closed = threading.Event()
         self.detail: str | None = None
         self.counters = _Counters()
         self._mutex = threading.Lock()
@@ -193,7 +194,11 @@ class Listener:
             changed = (state, detail) != (self.state, self.detail)
             self.state, self.detail = state, detail
         if changed:
-            level = logging.INFO if state is ListenerState.LISTENING else logging.WARNING
+            # listening, or stopped because it was told to: nothing anyone must act on
+            normal = state is ListenerState.LISTENING or (
+                state is ListenerState.STOPPED and detail is None
+            )
+            level = logging.INFO if normal else logging.WARNING
             log.log(level, "events listener %s%s", state.value, f": {detail}" if detail else "")
             self.write_status()
 
@@ -225,12 +230,22 @@ class Listener:
             self._set_state(ListenerState.STOPPED, None)
             beat.join(timeout=5)
 
+    def close(self) -> None:
+        """Stop listening for good; called from another thread while :meth:`run` runs.
+
+        The long poll the CRM holds (up to 110 s) is released at once (see
+        :meth:`StreamingClient.close`): the events its answer carries are still handled,
+        then :meth:`run` returns.
+        """
+        self._closed.set()
+        self.client.close()
+
     def _loop(self, stop: threading.Event) -> None:
         if not self.channels:
             self._set_state(ListenerState.STOPPED, "no mapping listens to events")
             return
         backoff = 1.0
-        while not stop.is_set():
+        while not (stop.is_set() or self._closed.is_set()):
             try:
                 if self.client.client_id is None:
                     self._start()
@@ -258,6 +273,8 @@ class Listener:
                 stop.wait(self.options.exhausted_retry)
             except (CrmError, SQLAlchemyError) as exc:
                 self.client.client_id = None
+                if self._closed.is_set():  # the CRM went away while we were leaving
+                    break
                 self._set_state(
                     ListenerState.RECONNECTING,
                     f"{type(exc).__name__}: {exc}; retry in {backoff:g} s",

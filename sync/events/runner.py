@@ -79,15 +79,17 @@ class ListenerThreads:
         thread.start()
         self._threads.append(thread)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
         """Stop both; waits at most ``timeout`` s per thread.
 
-        A long poll held by the CRM (up to 110 s) is not waited for: the thread is a
-        daemon and ends with the process, and the listener lock is released here so a
-        standby takes over at once.
+        The long poll held by the CRM (up to 110 s) is released by a disconnect
+        (:meth:`Listener.close`). Should the CRM not answer it, the thread is not waited
+        for: it is a daemon and ends with the process, and the listener lock is released
+        here so a standby takes over at once.
         """
         self.stop_event.set()
         self.listener.trigger.wake()
+        self.listener.close()
         for thread in self._threads:
             thread.join(timeout=timeout)
         if self.lock is not None and any(t.is_alive() for t in self._threads):

@@ -31,6 +31,10 @@ def _config(app: Any, host: str, port: int) -> uvicorn.Config:
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
         server_header=False,
+        # On SIGTERM uvicorn stops accepting, closes idle keep-alive connections and lets
+        # the requests in flight finish (portal requests take milliseconds); this bounds
+        # a stuck one, so a stop stays within the 3 s the service promises.
+        timeout_graceful_shutdown=2,
     )
 
 

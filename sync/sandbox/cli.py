@@ -11,8 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-import uvicorn
-
+from sync.http_server import Server
 from sync.sandbox.app import Sandbox
 from sync.sandbox.config import SandboxConfig
 from sync.sandbox.server import bind, uvicorn_config
@@ -53,15 +52,16 @@ def _entities(raw: str | None) -> list[str] | None:
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
-class _ForegroundServer(uvicorn.Server):
+class _ForegroundServer(Server):
     """uvicorn in the main thread: announces itself once it accepts connections.
 
-    On SIGTERM or SIGINT it shuts down gracefully and returns, so the database is closed
-    and the process exits with status 0 (uvicorn would re-raise the signal instead).
+    On SIGTERM or SIGINT it answers the held CometD connects, shuts down gracefully and
+    returns, so the database is closed and the process exits with status 0 (uvicorn
+    would re-raise the signal instead).
     """
 
-    def __init__(self, config: uvicorn.Config, banner: str) -> None:
-        super().__init__(config)
+    def __init__(self, sandbox: Sandbox, banner: str) -> None:
+        super().__init__(uvicorn_config(sandbox), on_shutdown=sandbox.cometd.release)
         self.banner = banner
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -116,9 +116,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        server = _ForegroundServer(
-            uvicorn_config(sandbox), f"Sandbox CRM listening on http://{shown}:{port}\n"
-        )
+        server = _ForegroundServer(sandbox, f"Sandbox CRM listening on http://{shown}:{port}\n")
         server.run(sockets=[sock])
     finally:
         sandbox.close()

@@ -202,6 +202,7 @@ class CometdServer:
         self._clients: dict[str, Client] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.closing = False  # the server is stopping: connects are answered at once
         store.commit_listeners.append(self._on_commit)
 
     # -- wake-ups ----------------------------------------------------------------------
@@ -237,6 +238,20 @@ class CometdServer:
             client.dropped = reason
             self._wake_threadsafe(client)
         return len(dropped)
+
+    def release(self) -> int:
+        """Answer every held connect now and hold no more (the server is stopping).
+
+        Each held ``/meta/connect`` gets its usual successful answer (``reconnect:
+        "retry"``), as when ``connect_timeout`` passes, so its client reconnects to
+        whichever server serves next. Thread-safe; returns how many clients were woken.
+        """
+        self.closing = True
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            self._wake_threadsafe(client)
+        return len(clients)
 
     def _wake_threadsafe(self, client: Client) -> None:
         loop = self._loop
@@ -534,7 +549,8 @@ class CometdServer:
         }
         client.holding += 1
         try:
-            deadline = self._clock() + (self.settings.connect_timeout if client.connected else 0)
+            held = client.connected and not self.closing
+            deadline = self._clock() + (self.settings.connect_timeout if held else 0)
             client.connected = True
             while True:
                 client.wake.clear()
@@ -564,7 +580,7 @@ class CometdServer:
                     client.delivered += len(events)
                     break
                 remaining = deadline - self._clock()
-                if remaining <= 0:
+                if remaining <= 0 or self.closing:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(client.wake.wait(), timeout=remaining)

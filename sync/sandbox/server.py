@@ -26,7 +26,8 @@ def uvicorn_config(sandbox: Sandbox, *, loop: str = "auto") -> uvicorn.Config:
         access_log=False,
         log_level="warning",
         timeout_keep_alive=60,
-        # held CometD long polls must not keep a stopping server alive
+        # Held CometD long polls are answered as the server stops (Server.on_shutdown:
+        # CometdServer.release); this only bounds a request that is stuck.
         timeout_graceful_shutdown=3,
         backlog=2048,
     )
@@ -62,6 +63,7 @@ class SandboxServer:
             self.config.host,
             self.config.port,
             name="sandbox",
+            on_shutdown=self.sandbox.cometd.release,
         )
         self.url = self._http.start(timeout)
         return self.url

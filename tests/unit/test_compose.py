@@ -76,6 +76,30 @@ def test_given_compose_file_when_parsed_then_long_running_services_have_healthch
         assert test[0] in ("CMD", "CMD-SHELL"), name
 
 
+def grace_seconds(value: str) -> float:
+    """A compose duration (``10s``, ``1m30s``, ``500ms``) in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", str(value))
+    assert parts and "".join(n + u for n, u in parts) == str(value), value
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+def test_given_compose_file_when_parsed_then_every_service_stops_on_a_signal_it_handles(
+    compose,
+):
+    svcs = services(compose)
+    for name, svc in svcs.items():
+        assert "stop_signal" in svc and "stop_grace_period" in svc, name
+    for name in app_services(compose):
+        # billing-sync and Celery stop cleanly on SIGTERM within 3 s; SIGKILL comes later
+        assert svcs[name]["stop_signal"] == "SIGTERM", name
+        assert grace_seconds(svcs[name]["stop_grace_period"]) >= 10, name
+        assert svcs[name]["init"] is True, name  # PID 1 passes signals on, reaps children
+    assert svcs["postgres"]["stop_signal"] == "SIGINT"  # fast shutdown
+    # a worker's warm shutdown lets the tasks in hand finish
+    assert grace_seconds(svcs["worker"]["stop_grace_period"]) >= 60
+
+
 def test_given_dependencies_when_resolved_then_they_name_services_and_wait_for_migration(compose):
     svcs = services(compose)
     for name, svc in svcs.items():

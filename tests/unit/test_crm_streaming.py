@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import responses
@@ -300,3 +301,33 @@ def test_given_streaming_requests_when_sent_then_not_counted_as_api_calls(mock):
     client.poll()
 
     assert client.crm.api_calls == 0
+
+
+def test_given_a_held_connect_when_closed_then_disconnect_sent_and_the_answer_ends_polling(mock):
+    client = started(mock)
+    before = len(mock.calls)
+    unknown = {
+        "channel": "/meta/connect",
+        "successful": False,
+        "error": "403::Unknown client",
+        "advice": {"reconnect": "handshake", "interval": 0},
+    }
+
+    def cometd(request: Any) -> tuple[int, dict, str]:
+        if json.loads(request.body)[0]["channel"] == "/meta/disconnect":
+            return 200, {}, json.dumps([{"channel": "/meta/disconnect", "successful": True}])
+        client.close()  # from the stopping thread, while the CRM holds this connect
+        return 200, {}, json.dumps([event(7), unknown])
+
+    mock.add_callback(responses.POST, COMETD, callback=cometd)
+
+    result = client.poll()  # the released connect's answer: no handshake follows
+
+    # answered in this order: the disconnect, then the connect it released
+    channels = [sent(c)[0]["channel"] for c in mock.calls[-2:]]
+    assert channels == ["/meta/disconnect", "/meta/connect"]
+    assert sent(mock.calls[-2])[0]["clientId"] == "c1"
+    assert [e["data"]["event"]["replayId"] for e in result.events] == [7]
+    assert client.poll().events == []  # closed: no further connect is sent
+    client.disconnect()  # said already: nothing more is sent
+    assert len(mock.calls) == before + 2  # the connect and the disconnect only
