@@ -266,6 +266,23 @@ class SyncState(Base):
     load_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
+class RowCount(Base):
+    """One row per mirrored table: its live rows and tombstones, kept exact by the database.
+
+    Triggers on each mirrored table (migration ``0008_row_counts``) add every insert,
+    update of ``is_deleted`` and delete to its row in the same transaction, whoever
+    writes: a pull page, a reconcile's tombstones, a reload, a hand-made fix. Reading the
+    counts is then one small query whatever the tables hold. A mirrored table added by a
+    later migration gets its row and triggers there.
+    """
+
+    __tablename__ = "row_counts"
+
+    table_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    live: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    deleted: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
 class SyncPass(Base):
     """History: one row per pull pass of one mapping."""
 

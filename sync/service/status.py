@@ -58,9 +58,6 @@ ALIVE_AGE = heartbeats.PERIOD * 3
 """A process whose last beat is younger than this counts as alive."""
 ROLES: tuple[str, ...] = ("worker", "beat", "run")
 RECENT_RECORD_ERRORS = 10
-RECOUNT_AFTER = 300.0
-"""Seconds after which a table's row counts are read again even if nothing says it changed
-(one such table per read)."""
 
 
 def version() -> str:
@@ -306,25 +303,16 @@ def _redacted(url: str) -> str:
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
-@dataclass
-class _Counted:
-    fingerprint: tuple[object, ...]
-    at: dt.datetime
-    value: tuple[int, int]
-
-
 class StatusReader:
-    """Reads :class:`Status`, re-reading the expensive aggregates only when their rows changed.
+    """Reads :class:`Status`, re-reading the push latencies only when they changed.
 
-    Counting a mirrored table's rows, and the push latencies of every applied change
-    set, cost time in proportion to the rows. Both are kept between reads with a cheap
-    fingerprint: for a table, its mapping's ``sync_state.updated_at`` (every page a pass
-    stores moves it, in the same transaction, and so does the pass's end), and an age of
-    at most :data:`RECOUNT_AFTER` seconds, refreshed one table per read (for writes that
-    leave the state alone, such as a reconcile's tombstones); for the push latencies,
-    the number of applied change sets and their latest ``updated_at``. A reader kept by a
-    web process (``/metrics``, the ops page, ``/readyz``) profits; ``billing-sync status``
-    reads once.
+    A mirrored table's live rows and tombstones are not counted: the database keeps them
+    in ``row_counts`` as every write happens (see :class:`sync.db.models.RowCount`), and
+    they arrive with the other small aggregates, so no read (the first included) costs
+    time in proportion to the rows. The push latencies of every applied change set do;
+    they are kept between reads under a cheap fingerprint, the number of applied change
+    sets and their latest ``updated_at``. A reader kept by a web process (``/metrics``,
+    the ops page, ``/readyz``) profits; ``billing-sync status`` reads once.
     """
 
     def __init__(
@@ -348,7 +336,6 @@ class StatusReader:
         self.engine = engine
         self.mappings = mappings
         self.pending = pending
-        self._counts: dict[str, _Counted] = {}
         self._push: tuple[tuple[object, ...], monitoring_repo.HistogramData] | None = None
         self._lock = threading.Lock()
 
@@ -378,31 +365,19 @@ class StatusReader:
             stored[key] = max(stored.get(key, value), value)
         return aggregates, usage
 
-    def _row_counts(self, conn: Connection, states: dict[str, repo.MappingState], now: Any) -> None:
-        tables = {n: self.mappings[n].table for n in self.mappings.names}
-        fingerprints = {name: (getattr(states.get(name), "updated_at", None),) for name in tables}
-        stale = [
-            name
-            for name, print_ in fingerprints.items()
-            if (cached := self._counts.get(name)) is None or cached.fingerprint != print_
-        ]
-        # Counts only too old (no pass since) are refreshed one table per read, the
-        # oldest first, so that no read pays for recounting everything.
-        aged = sorted(
-            (c.at, name)
-            for name, c in self._counts.items()
-            if name in tables
-            and name not in stale
-            and abs((now - c.at).total_seconds()) > RECOUNT_AFTER
-        )
-        if aged:
-            stale.append(aged[0][1])
-        if stale:
-            fresh = monitoring_repo.record_counts(conn, [tables[n] for n in stale])
-            for name in stale:
-                self._counts[name] = _Counted(
-                    fingerprints[name], now, fresh.get(tables[name], (0, 0))
-                )
+    def _row_counts(
+        self, conn: Connection, kept: dict[str, tuple[int, int]]
+    ) -> dict[str, tuple[int, int]]:
+        """Each mapping's (live, deleted) by its table, counting only a table not kept."""
+        counts: dict[str, tuple[int, int]] = {}
+        for name in self.mappings.names:
+            table = self.mappings[name].table
+            if table not in kept:
+                # A table whose migration gave it no counts: right, if slow.
+                log.warning("%s: no kept row counts; counting the rows", table)
+                kept[table] = repo.row_counts(conn, repo.mirrored_table(table))
+            counts[name] = kept[table]
+        return counts
 
     def _broker(
         self, redis_client: redis.Redis | None, names: Sequence[str]
@@ -423,7 +398,7 @@ class StatusReader:
         with engine.connect() as conn:
             states = repo.all_states(conn)
             aggregates, pending_usage = self._aggregates(conn)
-            self._row_counts(conn, states, now)
+            row_counts = self._row_counts(conn, aggregates.rows)
             outbox = aggregates.outbox
             push_print = (outbox.counts["applied"], outbox.last_update["applied"])
             if self._push is None or self._push[0] != push_print:
@@ -466,7 +441,7 @@ class StatusReader:
         for name in names:
             mapping = mappings[name]
             state = states.get(name) or repo.MappingState(name)
-            live, deleted = self._counts[name].value
+            live, deleted = row_counts[name]
             success = stored.get((counters.LAST_SUCCESS, counters.label_string({"mapping": name})))
             last_success = dt.datetime.fromtimestamp(success, dt.UTC) if success else None
             holder = holders.get(name)

@@ -85,7 +85,7 @@ def at_0006(database_url):
 def test_given_documents_at_0006_when_upgraded_then_state_rows_hold_them(at_0006):
     engine = at_0006
 
-    upgrade(engine)
+    upgrade(engine, "0007")
 
     assert current_revision(engine) == "0007"
     with engine.connect() as conn:
@@ -152,3 +152,54 @@ def test_given_state_rows_at_0007_when_downgraded_then_documents_back_and_column
     assert states["accounts"].fingerprint == "aaaabbbbccccdddd"
     assert states["invoice_lines"].last_load is not None
     assert states["invoice_lines"].last_load.to_json() == BULK
+
+
+def mirrored_row(n, *, deleted=False):
+    return {
+        "sfid": f"001000000000{n:06d}",
+        "system_modstamp": THEN,
+        "is_deleted": deleted,
+        "synced_at": THEN,
+    }
+
+
+def test_given_rows_at_0007_when_upgraded_then_counts_filled_and_kept_then_gone_on_downgrade(
+    database_url,
+):
+    from sqlalchemy import delete, update
+
+    from sync.db.models import Account, RowCount
+
+    engine = make_engine(database_url)
+    upgrade(engine, "0007")
+    with engine.begin() as conn:
+        conn.execute(insert(Account), [mirrored_row(n, deleted=n % 3 == 0) for n in range(1, 8)])
+
+    upgrade(engine, "0008_row_counts")
+
+    def kept():
+        with engine.connect() as conn:
+            rows = conn.execute(select(RowCount.table_name, RowCount.live, RowCount.deleted))
+            return {name: (live, deleted) for name, live, deleted in rows}
+
+    counts = kept()
+    assert counts["accounts"] == (5, 2)
+    assert set(counts) == set(repo.rows.MIRRORED_MODELS)
+    assert all(value == (0, 0) for name, value in counts.items() if name != "accounts")
+    with engine.begin() as conn:
+        conn.execute(insert(Account), [mirrored_row(8), mirrored_row(9, deleted=True)])
+        conn.execute(
+            update(Account).where(Account.sfid == mirrored_row(1)["sfid"]).values(is_deleted=True)
+        )
+        conn.execute(delete(Account).where(Account.sfid == mirrored_row(3)["sfid"]))
+    assert kept()["accounts"] == (5, 3)
+    with engine.connect() as conn:
+        assert repo.row_counts(conn, Account.__table__) == (5, 3)
+
+    downgrade(engine, "0007")
+
+    assert "row_counts" not in inspect(engine).get_table_names()
+    with engine.begin() as conn:  # no trigger left behind to write to a missing table
+        conn.execute(insert(Account), [mirrored_row(10)])
+        conn.execute(delete(Account))
+    engine.dispose()

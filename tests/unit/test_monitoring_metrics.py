@@ -362,31 +362,42 @@ def test_given_pass_history_when_calls_per_hour_asked_then_grouped_by_utc_hour(e
     }
 
 
-def test_given_counts_kept_between_scrapes_when_rows_change_then_recounted_by_state_or_age(
-    engine,
-):
-    from sync.service.status import RECOUNT_AFTER, StatusReader
+def test_given_rows_written_any_way_when_read_then_counts_exact_without_recounting(engine):
+    from sqlalchemy import delete, update
+
+    from sync.service.status import StatusReader
 
     def account(n: int, when: dt.datetime) -> dict:
         return {"sfid": f"001000000000{n:06d}", "system_modstamp": when, "synced_at": when}
 
     reader = StatusReader(Settings(), engine, MAPPINGS)
-    live = lambda snap, name: next(m.live for m in snap.mappings if m.name == name)  # noqa: E731
+    counts = lambda snap, name: next(  # noqa: E731
+        (m.live, m.deleted) for m in snap.mappings if m.name == name
+    )
     with engine.begin() as conn:
         conn.execute(insert(Account), [account(1, NOW)])
-    assert live(reader.read(now=NOW), "accounts") == 1
+    assert counts(reader.read(now=NOW), "accounts") == (1, 0)
 
     with engine.begin() as conn:  # a write that leaves the mapping's state alone
         conn.execute(insert(Account), [account(2, NOW)])
-    assert live(reader.read(now=NOW), "accounts") == 1  # kept: nothing said it changed
+    assert counts(reader.read(now=NOW), "accounts") == (2, 0)
 
     with engine.begin() as conn:  # a pass stores a page: rows and state together
         conn.execute(insert(Account), [account(3, NOW)])
         repo.save_state(conn, "accounts", NOW + dt.timedelta(seconds=1), watermark=NOW)
-    assert live(reader.read(now=NOW), "accounts") == 3
+    assert counts(reader.read(now=NOW), "accounts") == (3, 0)
 
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # a reconcile's tombstones
+        repo.tombstone(conn, Account.__table__, [account(1, NOW)["sfid"]], now=NOW)
+        repo.tombstone(conn, Account.__table__, [account(2, NOW)["sfid"]], now=NOW)
+    assert counts(reader.read(now=NOW), "accounts") == (1, 2)
+
+    later = NOW + dt.timedelta(seconds=1)
+    with engine.begin() as conn:  # a page that brings one back, a rewrite, a delete
+        repo.upsert_rows(conn, Account.__table__, [{**account(2, later), "is_deleted": False}])
+        conn.execute(update(Account).values(synced_at=later))  # no count moves
+        conn.execute(delete(Account).where(Account.sfid == account(1, NOW)["sfid"]))
         conn.execute(insert(Account), [account(4, NOW)])
-    later = NOW + dt.timedelta(seconds=RECOUNT_AFTER + 1)
-    refreshed = [live(reader.read(now=later), "accounts") for _ in MAPPINGS.names]
-    assert refreshed[-1] == 4  # every aged table is recounted, one per scrape
+    assert counts(reader.read(now=later), "accounts") == (3, 0)
+    with engine.connect() as conn:
+        assert repo.row_counts(conn, Account.__table__) == (3, 0)

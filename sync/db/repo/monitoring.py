@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -31,11 +31,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from sync.db import states
 from sync.db.models import (
-    MIRRORED_MODELS,
     AuditEntry,
     ChangeSet,
     MetricCounter,
     RecordError,
+    RowCount,
     ServiceState,
     SyncPass,
 )
@@ -51,28 +51,6 @@ OUTBOX_STATES: tuple[str, ...] = tuple(s.value for s in ChangeState)
 """Every state a change set can be in, in the order of its life."""
 PENDING_STATES: tuple[str, ...] = tuple(s.value for s in states.PENDING_STATES)
 PROBLEM_STATES: tuple[str, ...] = tuple(s.value for s in states.PROBLEM_STATES)
-
-
-def record_counts(conn: Connection, tables: Iterable[str]) -> dict[str, tuple[int, int]]:
-    """(live rows, tombstones) of each mirrored table, in one round trip."""
-    names = sorted(set(tables) & set(MIRRORED_MODELS))
-    if not names:
-        return {}
-    parts = []
-    for name in names:
-        table: Table = MIRRORED_MODELS[name].__table__  # type: ignore[assignment]
-        parts.append(
-            select(
-                literal(name).label("name"),
-                func.count().label("total"),
-                func.count().filter(table.c.is_deleted).label("deleted"),
-            ).select_from(table)
-        )
-    counts: dict[str, tuple[int, int]] = {}
-    for row in conn.execute(union_all(*parts)):
-        total, deleted = int(row.total), int(row.deleted or 0)
-        counts[row.name] = (total - deleted, deleted)
-    return counts
 
 
 # --- the outbox -------------------------------------------------------------------------
@@ -218,22 +196,34 @@ def api_calls_by_hour(conn: Connection, since: dt.datetime) -> dict[dt.datetime,
 
 @dataclass(frozen=True)
 class ScrapeAggregates:
-    """The small aggregates of a scrape, read by :func:`scrape_aggregates`."""
+    """The small aggregates of a scrape, read by :func:`scrape_aggregates`.
+
+    Attributes:
+        record_errors: record errors per mapping.
+        outbox: change sets per state.
+        oldest_pending: the oldest acceptance not applied yet.
+        counters: every stored counter.
+        rows: (live rows, tombstones) per mirrored table, as ``row_counts`` keeps them
+            (a table without a row there is missing).
+    """
 
     record_errors: dict[str, int]
     outbox: OutboxCounts
     oldest_pending: dt.datetime | None
     counters: dict[tuple[str, str], float]
+    rows: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def scrape_aggregates(conn: Connection) -> ScrapeAggregates:
     """The small aggregates of a scrape as one ``UNION ALL`` (one round trip, not four).
 
     Record errors per mapping, change sets per state with their latest update, the
-    oldest pending acceptance and every stored counter.
+    oldest pending acceptance, every stored counter and the mirrored tables' row counts
+    (kept by triggers, so reading them costs the same whatever the tables hold).
     """
     errors = RecordError.__table__
     counters_table = MetricCounter.__table__
+    row_counts = RowCount.__table__
     no_text = cast(null(), String)
     no_time = type_coerce(null(), UTCDateTime())
     outbox_part = select(
@@ -260,12 +250,26 @@ def scrape_aggregates(conn: Connection) -> ScrapeAggregates:
         counters_table.c.value,
         no_time,
     )
+    live_part = select(
+        literal("live"), row_counts.c.table_name, no_text, cast(row_counts.c.live, Float), no_time
+    )
+    deleted_part = select(
+        literal("deleted"),
+        row_counts.c.table_name,
+        no_text,
+        cast(row_counts.c.deleted, Float),
+        no_time,
+    )
     record_errors: dict[str, int] = {}
     counts = dict.fromkeys(OUTBOX_STATES, 0)
     last: dict[str, dt.datetime | None] = dict.fromkeys(OUTBOX_STATES)
     oldest: dt.datetime | None = None
     stored: dict[tuple[str, str], float] = {}
-    query = union_all(outbox_part, pending_part, errors_part, counters_part)
+    live: dict[str, int] = {}
+    deleted: dict[str, int] = {}
+    query = union_all(
+        outbox_part, pending_part, errors_part, counters_part, live_part, deleted_part
+    )
     for kind, k1, k2, n, ts in conn.execute(query):
         if kind == "counter":
             stored[(k1, k2)] = float(n)
@@ -274,9 +278,14 @@ def scrape_aggregates(conn: Connection) -> ScrapeAggregates:
         elif kind == "outbox":
             counts[k1] = int(n)
             last[k1] = _aware(ts)
+        elif kind == "live":
+            live[k1] = int(n)
+        elif kind == "deleted":
+            deleted[k1] = int(n)
         else:
             oldest = _aware(ts)
-    return ScrapeAggregates(record_errors, OutboxCounts(counts, last), oldest, stored)
+    rows = {table: (n, deleted.get(table, 0)) for table, n in live.items()}
+    return ScrapeAggregates(record_errors, OutboxCounts(counts, last), oldest, stored, rows)
 
 
 def _aware(value: Any) -> dt.datetime | None:
