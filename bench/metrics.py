@@ -148,6 +148,7 @@ def populate(engine: Engine, rows: int) -> None:
                     "typed_name": "Ada Lovelace",
                     "terms_version": "1",
                     "summary": "Phone",
+                    "staged": "[]",
                     "accepted_at": accepted,
                     "state": state,
                     "attempts": 1,

@@ -290,6 +290,8 @@ class SyncPass(Base):
     __table_args__ = (
         Index("ix_sync_passes_mapping_started", "mapping", "started_at"),
         Index("ix_sync_passes_started_at", "started_at"),
+        # the passes still running, which every status read looks for
+        Index("ix_sync_passes_outcome", "outcome"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

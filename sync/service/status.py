@@ -22,6 +22,7 @@ renders that object and none computes a word of its own. The words, defined here
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 import threading
@@ -60,8 +61,9 @@ ROLES: tuple[str, ...] = ("worker", "beat", "run")
 RECENT_RECORD_ERRORS = 10
 
 
+@functools.cache
 def version() -> str:
-    """The installed billing-sync version."""
+    """The installed billing-sync version (read once: reading the metadata costs ms)."""
     try:
         return metadata.version("billing-sync")
     except metadata.PackageNotFoundError:

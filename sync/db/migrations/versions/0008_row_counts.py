@@ -4,6 +4,7 @@ A ``row_counts`` row per mirrored table, filled once from the table, then kept e
 triggers in the transaction of every write: PostgreSQL adds each statement's transition
 tables (one aggregate per statement, not per row) and resets the counts on TRUNCATE;
 SQLite adds each row. Reading the counts no longer costs time in proportion to the rows.
+An index on the passes' outcome finds the passes still running without reading them all.
 
 Revision ID: 0008_row_counts
 Revises: 0007
@@ -112,6 +113,8 @@ def upgrade() -> None:
         sa.Column("deleted", sa.BigInteger(), server_default="0", nullable=False),
         sa.PrimaryKeyConstraint("table_name", name=op.f("pk_row_counts")),
     )
+    # the passes still running, which every status read looks for
+    op.create_index("ix_sync_passes_outcome", "sync_passes", ["outcome"], unique=False)
     conn = op.get_bind()
     postgres = conn.dialect.name == "postgresql"
     if postgres:
@@ -144,3 +147,4 @@ def downgrade() -> None:
     if postgres:
         conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {FUNCTION}()")
     op.drop_table("row_counts")
+    op.drop_index("ix_sync_passes_outcome", table_name="sync_passes")
