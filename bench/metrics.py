@@ -1,15 +1,18 @@
-"""Benchmark: one scrape of /metrics with 11 mappings and 100,000 mirrored rows.
+"""Benchmark: /metrics with 11 mappings and 1,000,000 mirrored rows, idle and at load 4.
 
 For SQLite (always) and PostgreSQL (with --postgres URL or BILLING_SYNC_TEST_POSTGRES_URL):
-a migrated database holding 100,000 rows spread over the 11 mirrored tables (5 % of them
+a migrated database holding 1,000,000 rows spread over the 11 mirrored tables (5 % of them
 tombstones), a state row and some record errors per mapping, 200,000 passes of history,
 10,000 change sets (most applied) and the stored counters of a busy portal (every route
 by status, with its latency histogram). Then /metrics is scraped over HTTP from the web
 process on 127.0.0.1 (uvicorn in this process): server time from the Server-Timing
-header, p50/p95/max over --scrapes scrapes, and the exposition's size. Target: p95 under
-50 ms. Prints a table and rewrites the "Metrics scrape" section of BENCHMARKS.md.
+header of the process's first scrape, then p50/p95 over --scrapes scrapes with the
+machine as it is and --scrapes more while --load processes spin on the CPUs, and the
+exposition's size. Targets: the first scrape under 100 ms, p95 under 50 ms at load 4.
+Prints a table and rewrites the "Metrics scrape" section of BENCHMARKS.md.
 
-    .venv/bin/python bench/metrics.py [--postgres URL] [--scrapes 200] [--rows 100000]
+    .venv/bin/python bench/metrics.py [--postgres URL] [--scrapes 200] [--rows 1000000]
+        [--load 4]
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ import platform
 import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Connection, Engine, bindparam, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,9 +44,10 @@ from report import write_section  # noqa: E402
 
 from sync.db import repo  # noqa: E402
 from sync.db.engine import make_engine, upgrade  # noqa: E402
-from sync.db.models import MIRRORED_MODELS, ChangeSet, RecordError, SyncPass  # noqa: E402
+from sync.db.models import ChangeSet, RecordError, SyncPass  # noqa: E402
 from sync.db.repo.metrics import add_counters  # noqa: E402
 from sync.db.shapes import MIRRORED_SHAPES  # noqa: E402
+from sync.db.types import UTCDateTime  # noqa: E402
 from sync.mapping.loader import default_mappings_dir, load_mappings  # noqa: E402
 from sync.portal.server import PortalServer  # noqa: E402
 from sync.settings import Settings  # noqa: E402
@@ -48,6 +56,7 @@ from sync.telemetry import counters  # noqa: E402
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 TARGET_P95_MS = 50.0
+TARGET_FIRST_MS = 100.0
 _TIMING = re.compile(r"app;dur=([0-9.]+)")
 SECRET = "benchmark-metrics-secret-0123456789"
 
@@ -55,18 +64,51 @@ SECRET = "benchmark-metrics-secret-0123456789"
 @dataclass
 class Result:
     backend: str
-    first: float
     rows: int
+    first: float
     series: int
     size_kb: float
-    p50: float
-    p95: float
-    worst: float
+    idle: list[float]
+    loaded: list[float]
+
+
+def p50(times: list[float]) -> float:
+    return statistics.median(times)
+
+
+def p95(times: list[float]) -> float:
+    ordered = sorted(times)
+    return ordered[int(0.95 * (len(ordered) - 1))]
 
 
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def mirrored_rows(conn: Connection, table: str, t: int, count: int) -> None:
+    """``count`` rows into ``table`` in one INSERT ... SELECT (every 20th a tombstone).
+
+    Written by the database itself (a series, not a million parameters from here), and
+    through the table's row-count triggers, as any write is.
+    """
+    if conn.dialect.name == "postgresql":
+        series = f"SELECT x FROM generate_series(1, {count}) AS x"
+        sfid, deleted = "'a' || lpad(:t, 2, '0') || lpad(x::text, 15, '0')", "x % 20 = 0"
+    else:
+        series = (
+            f"WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {count}) "
+            "SELECT x FROM n"
+        )
+        sfid, deleted = "printf('a%02d%015d', :t, x)", "x % 20 = 0"
+    statement = text(
+        f'INSERT INTO "{table}" (sfid, system_modstamp, is_deleted, synced_at) '
+        f"SELECT {sfid}, :now, {deleted}, :now FROM ({series}) AS s"
+    ).bindparams(
+        bindparam("now", NOW, type_=UTCDateTime()),
+        bindparam("t", str(t) if conn.dialect.name == "postgresql" else t),
+    )
+    conn.execute(statement)
 
 
 def populate(engine: Engine, rows: int) -> None:
@@ -77,18 +119,8 @@ def populate(engine: Engine, rows: int) -> None:
     per_table = rows // len(tables)
     with engine.begin() as conn:
         for t, table in enumerate(tables):
-            model = MIRRORED_MODELS[table]
-            batch = [
-                {
-                    "sfid": f"a{t:02d}{i:015d}",
-                    "system_modstamp": NOW - dt.timedelta(seconds=i),
-                    "is_deleted": rng.random() < 0.05,
-                    "synced_at": NOW,
-                }
-                for i in range(per_table + (rows % len(tables) if t == 0 else 0))
-            ]
-            for chunk in _chunks(batch, 5000):
-                conn.execute(insert(model), chunk)
+            count = per_table + (rows % len(tables) if t == 0 else 0)
+            mirrored_rows(conn, table, t, count)
         for m in mappings:
             repo.save_state(
                 conn,
@@ -110,7 +142,7 @@ def populate(engine: Engine, rows: int) -> None:
                         "last_seen": NOW,
                         "attempts": 1,
                     }
-                    for i in range(rng.randint(0, 30))
+                    for i in range(rng.randint(1, 30))
                 ],
             )
             for _ in range(200):
@@ -200,7 +232,30 @@ def populate(engine: Engine, rows: int) -> None:
             conn.execute(text("VACUUM ANALYZE"))
 
 
-def measure(backend: str, url: str, rows: int, scrapes: int) -> Result:
+def _server_ms(answer: httpx.Response) -> float:
+    answer.raise_for_status()
+    match = _TIMING.search(answer.headers["server-timing"])
+    assert match
+    return float(match.group(1))
+
+
+@contextmanager
+def busy(processes: int) -> Iterator[None]:
+    """``processes`` Python processes spinning on the CPUs while the block runs."""
+    children = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)
+    ]
+    try:
+        time.sleep(1.0)  # let the scheduler share the CPUs among them
+        yield
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(timeout=10)
+
+
+def measure(backend: str, url: str, rows: int, scrapes: int, load: int) -> Result:
     engine = make_engine(url)
     try:
         upgrade(engine)
@@ -210,36 +265,21 @@ def measure(backend: str, url: str, rows: int, scrapes: int) -> Result:
             PortalServer(settings, engine, clock=lambda: NOW) as server,
             httpx.Client(base_url=server.url or "") as http,
         ):
-            first_answer = http.get("/metrics")
-            first_answer.raise_for_status()
-            first_match = _TIMING.search(first_answer.headers["server-timing"])
-            assert first_match
-            first = float(first_match.group(1))
+            first = _server_ms(http.get("/metrics"))  # a fresh process: nothing kept yet
             for _ in range(4):  # warm the pool and the caches
                 http.get("/metrics").raise_for_status()
-            times: list[float] = []
-            body = b""
-            for _ in range(scrapes):
-                answer = http.get("/metrics")
-                answer.raise_for_status()
-                body = answer.content
-                match = _TIMING.search(answer.headers["server-timing"])
-                assert match
-                times.append(float(match.group(1)))
+            idle = [_server_ms(http.get("/metrics")) for _ in range(scrapes)]
+            with busy(load):
+                loaded: list[float] = []
+                body = b""
+                for _ in range(scrapes):
+                    answer = http.get("/metrics")
+                    loaded.append(_server_ms(answer))
+                    body = answer.content
     finally:
         engine.dispose()
-    times.sort()
     series = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
-    return Result(
-        backend=backend,
-        first=first,
-        rows=rows,
-        series=series,
-        size_kb=len(body) / 1024,
-        p50=statistics.median(times),
-        p95=times[int(0.95 * (len(times) - 1))],
-        worst=times[-1],
-    )
+    return Result(backend, rows, first, series, len(body) / 1024, idle, loaded)
 
 
 def postgres_database(base: str) -> tuple[str, Engine]:
@@ -256,36 +296,41 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", default=os.environ.get("BILLING_SYNC_TEST_POSTGRES_URL"))
     parser.add_argument("--scrapes", type=int, default=200)
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--load", type=int, default=4, help="busy processes while scraping")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args()
 
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
-        results.append(measure("SQLite", f"sqlite:///{tmp}/metrics.db", args.rows, args.scrapes))
+        results.append(
+            measure("SQLite", f"sqlite:///{tmp}/metrics.db", args.rows, args.scrapes, args.load)
+        )
     if args.postgres:
         url, admin = postgres_database(args.postgres)
         schema = url.rsplit("%3D", 1)[1]
         try:
-            results.append(measure("PostgreSQL", url, args.rows, args.scrapes))
+            results.append(measure("PostgreSQL", url, args.rows, args.scrapes, args.load))
         finally:
             with admin.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
             admin.dispose()
 
     header = (
-        "| backend | mirrored rows | series | exposition | server p50 ms | server p95 ms "
-        "| server max ms | p95 < 50 ms |\n|---|---:|---:|---:|---:|---:|---:|---|"
+        f"| backend | mirrored rows | series | exposition | first scrape ms "
+        f"(< {TARGET_FIRST_MS:.0f}) | idle p50 ms | idle p95 ms | load {args.load}: p50 ms "
+        f"| load {args.load}: p95 ms (< {TARGET_P95_MS:.0f}) | load {args.load}: max ms "
+        "| targets met |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     lines = [
-        f"| {r.backend} | {r.rows:,} | {r.series:,} | {r.size_kb:.0f} KiB | {r.p50:.1f} "
-        f"| {r.p95:.1f} | {r.worst:.1f} | {'yes' if r.p95 < TARGET_P95_MS else 'NO'} |"
+        f"| {r.backend} | {r.rows:,} | {r.series:,} | {r.size_kb:.0f} KiB | {r.first:.1f} "
+        f"| {p50(r.idle):.1f} | {p95(r.idle):.1f} | {p50(r.loaded):.1f} | {p95(r.loaded):.1f} "
+        f"| {max(r.loaded):.1f} | {'yes' if met(r) else 'NO'} |"
         for r in results
     ]
     table = "\n".join([header, *lines])
     print(table)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    firsts = ", ".join(f"{r.first:.0f} ms ({r.backend})" for r in results)
     today = dt.datetime.now(UTC).date().isoformat()
     intro = (
         f"`python bench/metrics.py` ({today}, {os.cpu_count()} CPUs shared with other work, "
@@ -293,19 +338,26 @@ def main() -> int:
         "`GET /metrics` of the web process (uvicorn in the benchmark's process, on "
         f"127.0.0.1) with the 11 default mappings over {args.rows:,} mirrored rows (5 % "
         "tombstones), 200,000 passes of history, 10,000 change sets and the stored counters "
-        f"of a busy portal; {args.scrapes} scrapes after 5 warm-up ones. Server time is the "
-        "`Server-Timing` header: the snapshot's queries (sync state; record errors, outbox "
-        "by state, oldest pending and stored counters in one query; service state) and the "
-        "rendering by prometheus-client. Row counts and push latencies are re-read only when "
-        "a mapping's state or the applied change sets change (and row counts older than "
-        "300 s, one table per scrape); the first "
-        f"scrape, which reads them all, took {firsts}. "
-        "Target: p95 under 50 ms."
+        "of a busy portal. Server time is the `Server-Timing` header: the status read "
+        "(sync state; record errors, outbox by state, oldest pending, stored counters and "
+        "the row counts in one query; passes of the last hour and running; service state) "
+        "and the rendering by prometheus-client. The row counts are kept by the database "
+        "(`row_counts`, maintained by triggers on the mirrored tables), so no scrape counts "
+        "rows: the first scrape is the first of a fresh web process; then "
+        f"{args.scrapes} scrapes after 4 warm-up ones with the machine as it is (idle), "
+        f"and {args.scrapes} more with {args.load} extra processes spinning on the CPUs "
+        f"(load {args.load}). Targets: first scrape under {TARGET_FIRST_MS:.0f} ms, p95 under "
+        f"{TARGET_P95_MS:.0f} ms at load {args.load}."
     )
     section = f"## Metrics scrape\n\n{intro}\n\n{table}\n"
     if not args.no_write:
         write_section(section)
-    return 0 if all(r.p95 < TARGET_P95_MS for r in results) else 1
+    return 0 if all(met(r) for r in results) else 1
+
+
+def met(result: Result) -> bool:
+    """Both targets: the first scrape and the p95 under load."""
+    return result.first < TARGET_FIRST_MS and p95(result.loaded) < TARGET_P95_MS
 
 
 if __name__ == "__main__":

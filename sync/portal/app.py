@@ -104,12 +104,12 @@ def create_app(
     kit = PortalKit(settings, engine, templates, session_ttl=session_ttl, clock=clock)
     terms = load_terms(settings.terms_file)
     gateway = load_gateway(settings.payment_gateway)
-    targets = WriteTargets.from_mappings(
-        load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
-    )
+    mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
+    targets = WriteTargets.from_mappings(mappings)
 
     # --- monitoring: /metrics always; the ops dashboard only with BILLING_SYNC_OPS_TOKEN.
-    monitor = monitor or Monitor(settings, engine, clock=clock)
+    # Handed the mappings read above, so no scrape parses the mapping files.
+    monitor = monitor or Monitor(settings, engine, clock=clock, mappings=mappings)
     health = Health(engine, monitor.status)
     entry = Entry(kit)
     products = ProductsTab(kit)
