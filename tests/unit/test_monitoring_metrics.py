@@ -401,3 +401,21 @@ def test_given_rows_written_any_way_when_read_then_counts_exact_without_recounti
     assert counts(reader.read(now=later), "accounts") == (3, 0)
     with engine.connect() as conn:
         assert repo.row_counts(conn, Account.__table__) == (3, 0)
+
+
+def test_given_a_busy_status_when_rendered_then_the_bytes_prometheus_client_writes(engine, monitor):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Account),
+            [{"sfid": "001000000000000AAA", "system_modstamp": NOW, "synced_at": NOW}],
+        )
+        repo.save_state(conn, "accounts", NOW, watermark=NOW - dt.timedelta(seconds=90))
+        repo.count_pass(conn, "accounts", "ok", NOW, NOW + dt.timedelta(seconds=2))
+    counters.BUFFER.inc(counters.CRM_ERRORS, {"code": 'odd "code" \\ here'})
+    snap = monitor.status()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.StatusCollector(lambda: snap))
+
+    assert metrics.render(lambda: snap) == generate_latest(registry)
