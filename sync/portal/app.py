@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import configure_mappers
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -108,7 +109,9 @@ def create_app(
     targets = WriteTargets.from_mappings(mappings)
 
     # --- monitoring: /metrics always; the ops dashboard only with BILLING_SYNC_OPS_TOKEN.
-    # Handed the mappings read above, so no scrape parses the mapping files.
+    # Handed the mappings read above, so no scrape parses the mapping files; the ORM's
+    # mappers are configured here, once, not by the first request that selects a model.
+    configure_mappers()
     monitor = monitor or Monitor(settings, engine, clock=clock, mappings=mappings)
     health = Health(engine, monitor.status)
     entry = Entry(kit)
