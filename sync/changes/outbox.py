@@ -60,7 +60,11 @@ PAUSE_KEY = "push:paused_until"
 
 def push_paused_until(engine: Engine, now: dt.datetime) -> dt.datetime | None:
     """When the push may run again after REQUEST_LIMIT_EXCEEDED (None: not paused)."""
-    doc = service_state.read(engine, PAUSE_KEY)
+    return paused_until(service_state.read(engine, PAUSE_KEY), now)
+
+
+def paused_until(doc: dict[str, Any] | None, now: dt.datetime) -> dt.datetime | None:
+    """:func:`push_paused_until` from the stored document (``PAUSE_KEY``, None: none)."""
     if not doc or not doc.get("until"):
         return None
     until = dt.datetime.fromisoformat(doc["until"])

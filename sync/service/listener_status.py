@@ -71,6 +71,20 @@ def listener_status(engine: Engine, now: dt.datetime) -> dict[str, Any]:
     except SQLAlchemyError:
         row = None
     if row is None:
+        return status_of(None, now)
+    return status_of((dict(json.loads(row.value)), row.updated_at), now)
+
+
+def status_of(
+    stored: tuple[dict[str, Any], dt.datetime] | None, now: dt.datetime
+) -> dict[str, Any]:
+    """:func:`listener_status` from the stored document (``STATUS_KEY``) and its time.
+
+    Args:
+        stored: the document and when it was written (None: no listener has run).
+        now: the current time.
+    """
+    if stored is None:
         return {
             "state": ListenerState.DOWN.value,
             "healthy": False,
@@ -81,8 +95,8 @@ def listener_status(engine: Engine, now: dt.datetime) -> dict[str, Any]:
             "last_event_age_seconds": None,
             "deliveries": None,
         }
-    doc: dict[str, Any] = dict(json.loads(row.value))
-    age = max(0.0, (now - row.updated_at).total_seconds())
+    doc: dict[str, Any] = dict(stored[0])
+    age = max(0.0, (now - stored[1]).total_seconds())
     state = str(doc.get("state") or ListenerState.DOWN.value)
     if age > STALE and state != ListenerState.STOPPED.value:
         doc["detail"] = f"no word from the listener for {age:.0f} s (was {state})"

@@ -35,7 +35,7 @@ from typing import Any
 import redis
 from sqlalchemy import Connection, Engine, select
 
-from sync.changes.outbox import push_paused_until
+from sync.changes.outbox import PAUSE_KEY, paused_until
 from sync.db import repo, service_state
 from sync.db.models import SyncPass
 from sync.db.repo import monitoring as monitoring_repo
@@ -43,8 +43,9 @@ from sync.mapping.spec import MappingSet
 from sync.service import budget as budget_rules
 from sync.service import heartbeats
 from sync.service.budget_store import budget_policy
-from sync.service.listener_status import listener_status
+from sync.service.listener_status import STATUS_KEY as LISTENER_KEY
 from sync.service.listener_status import render as render_events
+from sync.service.listener_status import status_of as listener_status_of
 from sync.service.locks import RedisLocks
 from sync.settings import Settings
 from sync.telemetry import counters
@@ -410,7 +411,7 @@ class StatusReader:
                 )
             documents = monitoring_repo.service_documents(
                 conn,
-                [service_state.BUDGET_KEY, service_state.API_USAGE_KEY],
+                [service_state.BUDGET_KEY, service_state.API_USAGE_KEY, PAUSE_KEY, LISTENER_KEY],
                 service_state.HEARTBEAT_PREFIX,
             )
             records = repo.records_since(conn, now - dt.timedelta(hours=1))
@@ -491,7 +492,7 @@ class StatusReader:
             counters=stored,
             outbox=outbox.counts,
             oldest_pending=aggregates.oldest_pending,
-            push_paused_until=push_paused_until(engine, now),
+            push_paused_until=paused_until(documents.get(PAUSE_KEY, (None, now))[0], now),
             push=self._push[1],
             budget=budget_state,
             decision=decision,
@@ -500,16 +501,18 @@ class StatusReader:
             workers=workers,
             broker=_redacted(settings.broker_url) if settings.broker_url else None,
             broker_error=broker_error,
-            events=_events(settings, engine, now),
+            events=_events(settings, documents.get(LISTENER_KEY), now),
             recent_record_errors=recent_errors,
         )
 
 
-def _events(settings: Settings, engine: Engine, now: dt.datetime) -> dict[str, Any]:
-    """The events listener's state, and what it means for polling."""
+def _events(
+    settings: Settings, stored: tuple[dict[str, Any], dt.datetime] | None, now: dt.datetime
+) -> dict[str, Any]:
+    """The events listener's state (from its stored document), and what it means for polling."""
     if not settings.events_enabled:
         return {"state": "off", "healthy": False, "detail": "BILLING_SYNC_EVENTS=off"}
-    doc = listener_status(engine, now)
+    doc = listener_status_of(stored, now)
     doc["safety_interval"] = settings.safety_interval
     return doc
 
