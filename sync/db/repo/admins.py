@@ -253,7 +253,8 @@ def find_accounts(conn: Connection, query: str, *, limit: int = 50) -> list[Acco
     """Accounts matching ``query``: Id, account number, name or a contact's email.
 
     The name matches by any part of it; the email is that of one of the account's
-    contacts or of a contact holding a role on it. Matches ignore case; exact matches (Id, number, email) come before name matches.
+    contacts or of a contact holding a role on it. Matches ignore case; exact matches
+    (Id, number, email) come before name matches.
     """
     text = query.strip()
     if not text:
@@ -394,9 +395,7 @@ def recent_change_sets(
         .limit(limit)
     )
     return [
-        ChangeSetRow(
-            r.id, r.state, r.summary, r.typed_name, r.contact_sfid, r.email, r.accepted_at
-        )
+        ChangeSetRow(r.id, r.state, r.summary, r.typed_name, r.contact_sfid, r.email, r.accepted_at)
         for r in rows
     ]
 
