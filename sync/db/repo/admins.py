@@ -369,11 +369,6 @@ def admin_history(conn: Connection, account_sfid: str, *, limit: int = 100) -> l
     ]
 
 
-def history_count(conn: Connection) -> int:
-    """How many entries the history holds (all accounts)."""
-    return int(conn.execute(select(func.count()).select_from(HISTORY)).scalar_one())
-
-
 def recent_change_sets(
     conn: Connection, account_sfid: str, *, limit: int = 10
 ) -> list[ChangeSetRow]:
