@@ -198,7 +198,9 @@ def _write_page(
     with ctx.engine.begin() as conn:
         repo.relax_commit_wait(conn)
         history = run.history
-        before = history.before(conn, page.sfids()) if history is not None else None
+        before = (
+            history.before_page(conn, page.columns, page.values) if history is not None else None
+        )
         if one_by_one:
             refused = _write_rows_one_by_one(conn, run, page.values)
             failed.update(refused)
@@ -212,7 +214,7 @@ def _write_page(
         if fixed:
             repo.clear_record_errors(conn, run.mapping.name, fixed)
         if history is not None:
-            history.after(conn, before, page.sfids(), now)
+            history.after(conn, before, now)
         if advance:
             watermark = advance_watermark(run.watermark, page.newest, run.window)
             if watermark != run.watermark:

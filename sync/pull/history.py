@@ -8,7 +8,7 @@ all. Which tables have one is decided here, by table, so the mappings stay plain
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Table
@@ -22,11 +22,16 @@ from sync.settings import Settings
 class PageHistory(Protocol):
     """What the pull calls around each write to a table with history."""
 
-    def before(self, conn: Connection, sfids: Collection[str]) -> Any:
-        """Read what the history compares, before the rows ``sfids`` are written."""
+    def before_page(
+        self, conn: Connection, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> Any:
+        """Read what the history compares, before a page's upsert (``columns`` order)."""
 
-    def after(self, conn: Connection, before: Any, sfids: Collection[str], now: dt.datetime) -> int:
-        """Write the entries of the rows that changed; returns how many."""
+    def before_tombstone(self, conn: Connection, sfids: Sequence[str]) -> Any:
+        """Read what the history compares, before the rows ``sfids`` are tombstoned."""
+
+    def after(self, conn: Connection, before: Any, now: dt.datetime) -> int:
+        """Write the entries of the rows that changed since ``before``; returns how many."""
 
 
 # table -> the hook of a mapping that stores into it
@@ -52,8 +57,8 @@ def tombstone(
     not_after: dt.datetime | None = None,
 ) -> int:
     """:func:`sync.db.repo.tombstone`, with the table's history written alongside."""
-    before = history.before(conn, sfids) if history is not None else None
+    before = history.before_tombstone(conn, sfids) if history is not None else None
     count = repo.tombstone(conn, table, sfids, now=now, not_after=not_after)
     if history is not None and count:
-        history.after(conn, before, sfids, now)
+        history.after(conn, before, now)
     return count

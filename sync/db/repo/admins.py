@@ -13,7 +13,19 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from sync.db.models import (
     Account,
@@ -29,7 +41,9 @@ ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
 CONTACTS: Table = Contact.__table__  # type: ignore[assignment]
 SETS: Table = ChangeSet.__table__  # type: ignore[assignment]
 
-IN_CHUNK = 500
+# Ids per IN list: a REST page in one statement (PostgreSQL scans a mirror table whose
+# statistics are not yet gathered, during a first load, once per statement).
+IN_CHUNK = 2000
 
 ADDED = "added"
 REMOVED = "removed"
@@ -46,6 +60,13 @@ class RoleRow:
     system_modstamp: dt.datetime
 
 
+def _sfid_in(conn: Connection, sfids: list[str]) -> ColumnElement[bool]:
+    """``sfid IN (...)``; on PostgreSQL one array parameter (far less to plan)."""
+    if conn.dialect.name == "postgresql":
+        return ROLES.c.sfid == any_(bindparam("sfids", sfids, type_=ARRAY(String)))
+    return ROLES.c.sfid.in_(sfids)
+
+
 def role_rows(conn: Connection, sfids: Collection[str]) -> dict[str, RoleRow]:
     """The mirrored role rows among ``sfids`` (sfid -> row); absent ones are left out."""
     found: dict[str, RoleRow] = {}
@@ -60,7 +81,7 @@ def role_rows(conn: Connection, sfids: Collection[str]) -> dict[str, RoleRow]:
     )
     for start in range(0, len(ids), IN_CHUNK):
         chunk = ids[start : start + IN_CHUNK]
-        for row in conn.execute(select(*columns).where(ROLES.c.sfid.in_(chunk))):
+        for row in conn.execute(select(*columns).where(_sfid_in(conn, chunk))):
             found[row.sfid] = RoleRow(
                 row.account_sfid,
                 row.contact_sfid,
@@ -167,30 +188,92 @@ def save_admin_changes(
     return len(changes)
 
 
-class RoleHistory:
-    """The pull's history hook of the role mirror: read before a page, diff after it.
+@dataclass(frozen=True)
+class Reading:
+    """The role rows a write may change the Billing Admin standing of, before the write.
 
-    Use :meth:`before` and :meth:`after` on the connection of the transaction that
-    stores the page, so that the entries commit (or roll back) with the page.
+    Attributes:
+        watched: the rows to read again after the write.
+        rows: those of them that existed before it.
+    """
+
+    watched: frozenset[str]
+    rows: dict[str, RoleRow]
+
+
+def _admin_rows(conn: Connection, sfids: Sequence[str], role: str) -> dict[str, RoleRow]:
+    """The rows among ``sfids`` that are Billing Admin rows now."""
+    found: dict[str, RoleRow] = {}
+    for start in range(0, len(sfids), IN_CHUNK):
+        chunk = sfids[start : start + IN_CHUNK]
+        rows = conn.execute(
+            select(
+                ROLES.c.sfid,
+                ROLES.c.account_sfid,
+                ROLES.c.contact_sfid,
+                ROLES.c.system_modstamp,
+            ).where(_sfid_in(conn, list(chunk)), ROLES.c.role == role, ~ROLES.c.is_deleted)
+        )
+        for row in rows:
+            found[row.sfid] = RoleRow(
+                row.account_sfid, row.contact_sfid, role, False, row.system_modstamp
+            )
+    return found
+
+
+class RoleHistory:
+    """The pull's history hook of the role mirror: read before a write, diff after it.
+
+    Only rows whose standing can change are read: those that are Billing Admin rows
+    before the write and those the write makes Billing Admin rows (a page row with the
+    role, not deleted). Every other row is no admin row before and none after. Call
+    :meth:`before_page` (or :meth:`before_tombstone`) and :meth:`after` on the
+    connection of the transaction that writes, so the entries commit with the rows.
     """
 
     def __init__(self, role: str) -> None:
         """Keep the history of the role ``role`` (the configured Billing Admin role)."""
         self.role = role
 
-    def before(self, conn: Connection, sfids: Collection[str]) -> dict[str, RoleRow]:
-        """The rows ``sfids`` as they are before the page is written."""
-        return role_rows(conn, sfids)
+    def before_page(
+        self, conn: Connection, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> Reading:
+        """Read the rows a page upsert (``rows`` in ``columns`` order) may change."""
+        sfid, role, deleted, account, contact = (
+            columns.index(c) for c in ("sfid", "role", "is_deleted", "account_sfid", "contact_sfid")
+        )
+        # sfid -> the (account, contact) the page makes it an admin row of, or None
+        incoming = {
+            row[sfid]: (row[account], row[contact])
+            if row[role] == self.role and not row[deleted]
+            else None
+            for row in rows
+        }
+        admins = _admin_rows(conn, list(incoming), self.role)
+        # An admin row that the page keeps an admin row of the same account and contact
+        # stays one whether or not the upsert writes it: nothing to read again.
+        watched = {
+            s for s, row in admins.items() if incoming[s] != (row.account_sfid, row.contact_sfid)
+        }
+        becoming = {s for s, key in incoming.items() if key is not None and s not in admins}
+        others = role_rows(conn, becoming)
+        return Reading(frozenset(watched | becoming), {**others, **admins})
 
-    def after(
-        self, conn: Connection, before: dict[str, RoleRow], sfids: Collection[str], now: dt.datetime
-    ) -> int:
-        """Write the entries of the rows ``sfids`` that changed since :meth:`before`.
+    def before_tombstone(self, conn: Connection, sfids: Sequence[str]) -> Reading:
+        """Read the rows tombstoning ``sfids`` may change (the admin rows among them)."""
+        admins = _admin_rows(conn, sfids, self.role)
+        return Reading(frozenset(admins), admins)
+
+    def after(self, conn: Connection, before: Reading, now: dt.datetime) -> int:
+        """Write the entries of the rows that changed since ``before`` was read.
 
         Returns:
             How many entries were written.
         """
-        changes = admin_changes(before, role_rows(conn, sfids), self.role, now=now)
+        if not before.watched:
+            return 0
+        after = role_rows(conn, before.watched)
+        changes = admin_changes(before.rows, after, self.role, now=now)
         return save_admin_changes(conn, changes, recorded_at=now)
 
 
