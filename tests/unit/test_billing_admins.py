@@ -402,3 +402,14 @@ def test_given_no_match_when_admins_command_then_exit_1(cli_env, capsys):
     assert "no mirrored account matches 'Initech'" in capsys.readouterr().out
     assert cli.main(["admins", "Initech", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["accounts"] == []
+
+
+def test_given_an_older_version_of_an_admin_row_when_pulled_then_no_entry(ctx, crm):
+    crm.put(role_record(ROLE_ADA, ADA, "Billing Admin", 30))
+    pull(ctx)
+
+    # a stale read: the CRM's older version is never written over the newer one
+    crm.put(role_record(ROLE_ADA, ADA, "Business User", 10))
+    pull(ctx)
+
+    assert history(ctx.engine) == [(ROLE_ADA, ADA, "added", "new")]
