@@ -154,6 +154,32 @@ def test_given_state_rows_at_0007_when_downgraded_then_documents_back_and_column
     assert states["invoice_lines"].last_load.to_json() == BULK
 
 
+def test_given_0007_when_upgraded_to_0008_and_back_then_history_table_and_number_come_and_go(
+    at_0006,
+):
+    engine = at_0006
+    upgrade(engine, "0007")
+
+    upgrade(engine, "0008_billing_admin_history")
+
+    inspector = inspect(engine)
+    assert "billing_admin_history" in inspector.get_table_names()
+    assert "account_number" in {c["name"] for c in inspector.get_columns("accounts")}
+    assert {i["name"] for i in inspector.get_indexes("billing_admin_history")} >= {
+        "ix_billing_admin_history_account_changed",
+        "ix_billing_admin_history_role_sfid",
+    }
+
+    downgrade(engine, "0007")
+
+    inspector = inspect(engine)
+    assert current_revision(engine) == "0007"
+    assert "billing_admin_history" not in inspector.get_table_names()
+    assert "account_number" not in {c["name"] for c in inspector.get_columns("accounts")}
+    with engine.connect() as conn:
+        assert repo.all_states(conn)["invoice_lines"].fingerprint == "0123456789abcdef"
+
+
 def mirrored_row(n, *, deleted=False):
     return {
         "sfid": f"001000000000{n:06d}",
@@ -163,7 +189,7 @@ def mirrored_row(n, *, deleted=False):
     }
 
 
-def test_given_rows_at_0007_when_upgraded_then_counts_filled_and_kept_then_gone_on_downgrade(
+def test_given_rows_when_row_counts_added_then_filled_and_kept_then_gone_on_downgrade(
     database_url,
 ):
     from sqlalchemy import delete, update
@@ -171,7 +197,7 @@ def test_given_rows_at_0007_when_upgraded_then_counts_filled_and_kept_then_gone_
     from sync.db.models import Account, RowCount
 
     engine = make_engine(database_url)
-    upgrade(engine, "0007")
+    upgrade(engine, "0008_billing_admin_history")
     with engine.begin() as conn:
         conn.execute(insert(Account), [mirrored_row(n, deleted=n % 3 == 0) for n in range(1, 8)])
 
@@ -196,7 +222,7 @@ def test_given_rows_at_0007_when_upgraded_then_counts_filled_and_kept_then_gone_
     with engine.connect() as conn:
         assert repo.row_counts(conn, Account.__table__) == (5, 3)
 
-    downgrade(engine, "0007")
+    downgrade(engine, "0008_billing_admin_history")
 
     assert "row_counts" not in inspect(engine).get_table_names()
     with engine.begin() as conn:  # no trigger left behind to write to a missing table

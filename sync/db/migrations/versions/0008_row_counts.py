@@ -7,7 +7,7 @@ SQLite adds each row. Reading the counts no longer costs time in proportion to t
 An index on the passes' outcome finds the passes still running without reading them all.
 
 Revision ID: 0008_row_counts
-Revises: 0007
+Revises: 0008_billing_admin_history
 Create Date: 2026-12-04 21:30:00.000000
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_row_counts"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008_billing_admin_history"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
