@@ -345,7 +345,7 @@ def main() -> int:
         "of a busy portal. Server time is the `Server-Timing` header: the status read "
         "(sync state; record errors, outbox by state, oldest pending, stored counters and "
         "the row counts in one query; passes of the last hour and running; service state) "
-        "and the rendering by prometheus-client. The row counts are kept by the database "
+        "and the rendering of the text exposition. The row counts are kept by the database "
         "(`row_counts`, maintained by triggers on the mirrored tables), so no scrape counts "
         "rows: the first scrape is the first of a fresh web process; then "
         f"{args.scrapes} scrapes after 4 warm-up ones with the machine as it is (its 1-minute "
