@@ -118,12 +118,18 @@ class PortalKit:
             **context,
         )
 
-    def pending_count(self, viewer: Viewer) -> int:
-        """How many changes the viewer has staged for the chosen account."""
+    def pending_count(self, viewer: Viewer, conn: Connection | None = None) -> int:
+        """How many changes the viewer has staged for the chosen account.
+
+        Pages that read the database pass their connection (one checkout per request);
+        without one, a connection is opened for this count.
+        """
         if viewer.account is None:
             return 0
-        with self.engine.connect() as conn:
+        if conn is not None:
             return count_staged(conn, viewer.contact.sfid, viewer.account.sfid)
+        with self.engine.connect() as own:
+            return count_staged(own, viewer.contact.sfid, viewer.account.sfid)
 
     def message(self, status_code: int, heading: str, *paragraphs: str) -> HTMLResponse:
         """A plain page with a heading and a few sentences."""
