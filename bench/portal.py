@@ -509,6 +509,7 @@ def main() -> int:
         "clients": args.clients,
     }
 
+    load_before = os.getloadavg()[0]
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
@@ -549,9 +550,10 @@ def main() -> int:
     if not args.no_write:
         when = dt.datetime.now(UTC).strftime("%Y-%m-%d")
         cpus = os.cpu_count()
+        load = f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
         section = (
             "## Portal\n\n"
-            f"`bench/portal.py` ({when}, {cpus} CPUs): the web process (`billing-sync run` "
+            f"`bench/portal.py` ({when}, {cpus} CPUs, {load}): the web process (`billing-sync run` "
             f"with a broker) with {args.workers} worker processes on 127.0.0.1, the clients "
             f"in another process; one account with {args.orders:,} orders (3 lines each) and "
             f"{args.invoices:,} invoices (4 lines each), plus 4 other accounts with a fifth "
