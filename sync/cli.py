@@ -38,6 +38,7 @@ _HANDLERS: dict[str, str] = {
     "listen": "sync.commands.listen:listen_command",
     "keys": "sync.commands.keys:keys_command",
     "connect": "sync.commands.connect:connect_command",
+    "admins": "sync.commands.admins:admins_command",
 }
 
 
@@ -173,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("connect", help="check the CRM connection, step by step")
     p.add_argument("action", choices=["check"])
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("admins", help="who is (and was) an account's Billing Admin")
+    p.add_argument(
+        "query",
+        metavar="QUERY",
+        help="account name (or part of it), account number, account Id or a contact's email",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("portal-link", help="print a signed portal URL for a contact")

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from sync.context import crm_from_settings
 from sync.crm.client import CrmClient
 from sync.crm.errors import CrmError
 from sync.crm.streaming import StreamingClient, StreamingError
@@ -271,8 +272,6 @@ def run_checks(crm: CrmClient, mappings: MappingSet) -> list[Check]:
 
 def connect_command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the checklist; exit 0 only when every line is ✔."""
-    from sync.context import crm_from_settings
-
     try:
         mappings = load_mappings(default_mappings_dir(settings.mappings_dir), MIRRORED_SHAPES)
         crm = crm_from_settings(settings)

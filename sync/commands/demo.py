@@ -169,6 +169,7 @@ def portal_links(settings: Settings, engine: Engine, base_url: str) -> list[str]
     """Lines with a signed portal link for a Billing Admin and for a non-admin."""
     if importlib.util.find_spec("sync.portal.links") is None:
         return []
+    # The portal is optional in an installation: imported only when there is one.
     from sync.portal.links import PortalSigner
 
     signer = PortalSigner(settings.require_portal_secret())

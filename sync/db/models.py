@@ -64,6 +64,7 @@ class Account(Mirrored):
     __tablename__ = "accounts"
 
     name: Mapped[str | None] = mapped_column(String(255))
+    account_number: Mapped[str | None] = mapped_column(String(40), index=True)
     phone: Mapped[str | None] = mapped_column(String(40))
     billing_email: Mapped[str | None] = mapped_column(String(255))
     billing_street: Mapped[str | None] = mapped_column(String(255))
@@ -299,6 +300,31 @@ class RecordError(Base):
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class BillingAdminChange(Base):
+    """History: a contact became, or stopped being, a Billing Admin of an account.
+
+    Written by the pull in the transaction of the page that carries the role row's change
+    (a role row that appears, changes its role or account, or is tombstoned), never for
+    an unchanged row. ``changed_at`` is the CRM's SystemModstamp of the change (the time
+    it was seen, for a tombstone of a purged record); ``recorded_at`` when it was mirrored.
+    """
+
+    __tablename__ = "billing_admin_history"
+    __table_args__ = (
+        Index("ix_billing_admin_history_account_changed", "account_sfid", "changed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_sfid: Mapped[str | None] = mapped_column(SFID)
+    contact_sfid: Mapped[str | None] = mapped_column(SFID, index=True)
+    role_sfid: Mapped[str] = mapped_column(SFID, index=True)
+    change: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str | None] = mapped_column(String(40))
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class ServiceState(Base):

@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from sync.db import repo
 from sync.db.repo import monitoring as monitoring_repo
-from sync.monitoring import charts, outbox
+from sync.monitoring import admins, charts, outbox
 from sync.portal.monitoring import Monitor
 from sync.portal.rendering import Templates
 
@@ -37,6 +37,8 @@ log = logging.getLogger("sync.ops")
 REALM = "billing-sync ops"
 _WHO = re.compile(r"[^A-Za-z0-9._@+-]")
 RECENT_ERRORS = 20
+_SFID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+_QUERY_MAX = 255
 
 
 class OpsDenied(Exception):
@@ -147,6 +149,41 @@ class OpsPages:
             notice=request.query_params.get("done", "")[:200],
         )
 
+    def accounts(self, request: Request) -> Response:
+        """``GET /ops/accounts?q=``: find an account by name, number, Id or contact email.
+
+        One match goes straight to its page.
+        """
+        try:
+            who = self._authorize(request)
+        except OpsDenied:
+            return _unauthorized()
+        query = request.query_params.get("q", "").strip()[:_QUERY_MAX]
+        found = []
+        if query:
+            with self.monitor.engine.connect() as conn:
+                found = admins.search(conn, query)
+            if len(found) == 1:
+                return RedirectResponse(f"/ops/accounts/{found[0].sfid}", 303)
+        return self.templates.response(
+            "ops_accounts.html", who=who, query=query, accounts=found, limit=admins.SEARCH_LIMIT
+        )
+
+    def account(self, request: Request) -> Response:
+        """``GET /ops/accounts/{sfid}``: the account's Billing Admins, now and before."""
+        try:
+            who = self._authorize(request)
+        except OpsDenied:
+            return _unauthorized()
+        sfid = request.path_params["sfid"]
+        answer = None
+        if _SFID.fullmatch(sfid):
+            with self.monitor.engine.connect() as conn:
+                answer = admins.account_answer(conn, sfid, self.monitor.settings)
+        if answer is None:
+            return PlainTextResponse("No such account in the mirror.\n", 404)
+        return self.templates.response("ops_account.html", who=who, answer=answer)
+
     # --- actions -----------------------------------------------------------------------
 
     async def pause(self, request: Request) -> Response:
@@ -202,6 +239,8 @@ class OpsPages:
         return [
             Route("/ops", _to_index, methods=["GET"]),
             Route("/ops/", self.index, methods=["GET"]),
+            Route("/ops/accounts", self.accounts, methods=["GET"]),
+            Route("/ops/accounts/{sfid}", self.account, methods=["GET"]),
             Route("/ops/mappings/{name}/pause", self.pause, methods=["POST"]),
             Route("/ops/mappings/{name}/resume", self.resume, methods=["POST"]),
             Route("/ops/change-sets/{id:int}/retry", self.retry, methods=["POST"]),

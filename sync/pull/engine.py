@@ -41,6 +41,7 @@ from sync.crm.soql import and_, id_in, modstamp_window, select
 from sync.db import repo
 from sync.mapping.spec import Mapping
 from sync.mapping.transform import parse_sf_datetime, record_id
+from sync.pull.history import PageHistory, history_for, tombstone
 from sync.pull.idle import NO_HINTS, RETRY_BASE, RETRY_CAP, PassHints
 from sync.pull.pages import Prefetcher
 from sync.pull.result import Outcome, PassResult, Progress
@@ -151,6 +152,7 @@ class _Run:
     counted: int | None = None  # the window's records, when counted before choosing
     job_id: str | None = None  # the Bulk job of the pass
     fallback: str | None = None  # why a Bulk load was given up for REST
+    history: PageHistory | None = None  # the table's history hook, if it keeps one
 
 
 def _write_rows_one_by_one(
@@ -195,6 +197,10 @@ def _write_page(
     watermark = run.watermark
     with ctx.engine.begin() as conn:
         repo.relax_commit_wait(conn)
+        history = run.history
+        before = (
+            history.before_page(conn, page.columns, page.values) if history is not None else None
+        )
         if one_by_one:
             refused = _write_rows_one_by_one(conn, run, page.values)
             failed.update(refused)
@@ -207,6 +213,8 @@ def _write_page(
         fixed = [sfid for sfid in sfids if sfid in run.error_sfids]
         if fixed:
             repo.clear_record_errors(conn, run.mapping.name, fixed)
+        if history is not None:
+            history.after(conn, before, now)
         if advance:
             watermark = advance_watermark(run.watermark, page.newest, run.window)
             if watermark != run.watermark:
@@ -416,7 +424,7 @@ def _retry_failed_records(ctx: SyncContext, run: _Run, now: dt.datetime) -> None
             # Purged from the CRM (or no longer matching the filter): nothing to retry.
             with ctx.engine.begin() as conn:
                 repo.clear_record_errors(conn, run.mapping.name, gone)
-                repo.tombstone(conn, run.table, gone, now=ctx.now())
+                tombstone(conn, run.table, gone, run.history, now=ctx.now())
             run.error_sfids.difference_update(gone)
 
 
@@ -557,6 +565,7 @@ def _pull_with_failure(
         plan=plan,
         builder=RowBuilder(mapping, columns=plan.columns, binds=plan.binds),
         counted_ahead=hints.counted,
+        history=history_for(mapping, ctx.settings),
     )
     outcome, error = Outcome.OK, None
     failure: BaseException | None = None

@@ -23,6 +23,7 @@ from sync.context import SyncContext
 from sync.crm.errors import CrmConfigurationError, CrmError, RequestLimitExceededError
 from sync.crm.soql import and_, select
 from sync.db import repo
+from sync.pull.history import history_for, tombstone
 from sync.pull.pages import Prefetcher
 from sync.pull.result import Outcome, ReconcileResult
 
@@ -95,9 +96,11 @@ def reconcile_mapping(
                 for record in page.records:
                     yield str(record["Id"])
 
+    history = history_for(mapping, ctx.settings)
+
     def flush(sfids: list[str]) -> int:
         with ctx.engine.begin() as conn:
-            return repo.tombstone(conn, table, sfids, now=ctx.now(), not_after=guard)
+            return tombstone(conn, table, sfids, history, now=ctx.now(), not_after=guard)
 
     outcome, error = Outcome.OK, None
     try:

@@ -159,6 +159,7 @@ CARD_TYPES = ("Visa", "MasterCard", "American Express", "Discover")
 _COLUMNS: dict[str, tuple[str, ...]] = {
     "Account": (
         "Name",
+        "AccountNumber",
         "Phone",
         "Billing_Email__c",
         "BillingStreet",
@@ -322,6 +323,7 @@ class _Builder:
             "Account",
             (
                 name,
+                f"ACC-{index + 1:06d}",  # no draw: the other values stay as they were
                 f"({area}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
                 f"billing@{domain}",
                 f"{rng.randint(10, 9999)} {rng.choice(STREETS)}",

@@ -85,7 +85,7 @@ def at_0006(database_url):
 def test_given_documents_at_0006_when_upgraded_then_state_rows_hold_them(at_0006):
     engine = at_0006
 
-    upgrade(engine)
+    upgrade(engine, "0007")
 
     assert current_revision(engine) == "0007"
     with engine.connect() as conn:
@@ -152,3 +152,29 @@ def test_given_state_rows_at_0007_when_downgraded_then_documents_back_and_column
     assert states["accounts"].fingerprint == "aaaabbbbccccdddd"
     assert states["invoice_lines"].last_load is not None
     assert states["invoice_lines"].last_load.to_json() == BULK
+
+
+def test_given_0007_when_upgraded_to_0008_and_back_then_history_table_and_number_come_and_go(
+    at_0006,
+):
+    engine = at_0006
+    upgrade(engine, "0007")
+
+    upgrade(engine, "0008_billing_admin_history")
+
+    inspector = inspect(engine)
+    assert "billing_admin_history" in inspector.get_table_names()
+    assert "account_number" in {c["name"] for c in inspector.get_columns("accounts")}
+    assert {i["name"] for i in inspector.get_indexes("billing_admin_history")} >= {
+        "ix_billing_admin_history_account_changed",
+        "ix_billing_admin_history_role_sfid",
+    }
+
+    downgrade(engine, "0007")
+
+    inspector = inspect(engine)
+    assert current_revision(engine) == "0007"
+    assert "billing_admin_history" not in inspector.get_table_names()
+    assert "account_number" not in {c["name"] for c in inspector.get_columns("accounts")}
+    with engine.connect() as conn:
+        assert repo.all_states(conn)["invoice_lines"].fingerprint == "0123456789abcdef"
