@@ -30,6 +30,7 @@ import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from sync.changes.plan import PlanError
@@ -86,6 +87,46 @@ class PortalFactory:
         return app
 
 
+FIRST_REQUEST_GRACE = 0.5
+"""Seconds a stopping worker waits for the request of a connection it has just accepted."""
+
+
+class DrainingHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol that answers the first request of a just-accepted connection.
+
+    A stopping worker closes its listening socket and then every connection without a
+    request in progress. The workers share one socket, so a worker may have accepted a
+    connection whose request bytes it has not read yet: closing it resets a client that
+    did nothing wrong (a proxy in front turns that into a 502). Here such a connection
+    gets :data:`FIRST_REQUEST_GRACE` seconds for its request, which is answered with
+    ``Connection: close``; a connection that already served requests is closed at once,
+    as uvicorn does.
+    """
+
+    _requests = 0
+    _draining = False
+
+    def on_message_begin(self) -> None:
+        self._requests += 1
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self._draining:
+            self.cycle.keep_alive = False
+
+    def shutdown(self) -> None:
+        if self._requests == 0 and self.cycle is None and not self._draining:
+            self._draining = True
+            self.loop.call_later(FIRST_REQUEST_GRACE, self._shutdown_now)
+            return
+        super().shutdown()
+
+    def _shutdown_now(self) -> None:
+        if not self.transport.is_closing():
+            super().shutdown()
+
+
 class _Supervisor(Multiprocess):
     """uvicorn's supervisor that reports once every worker answers requests."""
 
@@ -134,7 +175,12 @@ def serve_workers(
     sock = bind(host, port)
     url = base_url(sock)
     config = portal_config(
-        factory, host, port, workers=workers, timeout_worker_healthcheck=startup_timeout
+        factory,
+        host,
+        port,
+        workers=workers,
+        http=DrainingHttpProtocol,
+        timeout_worker_healthcheck=startup_timeout,
     )
     try:
         supervisor = _Supervisor(config, [sock], lambda: on_ready(url))
