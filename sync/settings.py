@@ -83,6 +83,8 @@ class Settings:
     # --- monitoring
     ops_token: str | None = field(default=None, repr=False)
     log_format: str = "text"
+    # worker processes of the portal in `run` with a broker (the web process)
+    web_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     # Bulk API 2.0 loads (sync/bulk/)
     bulk_threshold: int = 10_000
     bulk_page_size: int = 100_000
@@ -138,6 +140,9 @@ class Settings:
             push_lease=_float(env, "BILLING_SYNC_PUSH_LEASE", 60.0, 1.0, 3600.0),
             ops_token=_ops_token(opt("BILLING_SYNC_OPS_TOKEN")),
             log_format=_log_format(opt("BILLING_SYNC_LOG_FORMAT")),
+            web_concurrency=int(
+                _float(env, "BILLING_SYNC_WEB_CONCURRENCY", os.cpu_count() or 1, 1, 256)
+            ),
             bulk_threshold=int(_float(env, "BILLING_SYNC_BULK_THRESHOLD", 10_000, 0, 1e12)),
             bulk_page_size=int(_float(env, "BILLING_SYNC_BULK_PAGE_SIZE", 100_000, 1000, 1e6)),
             bulk_give_up=_float(env, "BILLING_SYNC_BULK_TIMEOUT", 1800.0, 5.0, 86400.0),

@@ -32,7 +32,7 @@ from sync.changes.rules import (
     same_value,
 )
 from sync.db.repo import changes as repo
-from sync.db.repo.changes import StagedView, audit, list_staged
+from sync.db.repo.changes import StagedView, audit, count_staged, list_staged
 from sync.payments import CardToken
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "StagingError",
     "as_staged",
     "check_room",
+    "count_staged",
     "discard",
     "drop_revoked",
     "insert_staged",

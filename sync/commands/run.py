@@ -32,7 +32,7 @@ from sync.service.flush import Flusher
 from sync.service.jobs import Runtime, utc_now
 from sync.service.listener_status import SAFETY_KEY
 from sync.service.locks import LocalLocks
-from sync.service.queue import NoTaskQueueError, TaskQueue, TaskQueueFactory
+from sync.service.queue import NoTaskQueueError, TaskQueueFactory
 from sync.service.scheduler import InProcessScheduler
 from sync.settings import Settings, SettingsError
 
@@ -163,32 +163,39 @@ def serve_portal_only(
     *,
     host: str,
     port: int,
-    task_queue: TaskQueue,
-    stop: threading.Event | None = None,
+    task_queue: TaskQueueFactory,
+    log_level: int = logging.WARNING,
 ) -> int:
-    """Serve the portal until ``stop`` (or SIGINT/SIGTERM); background work is elsewhere.
+    """Serve the portal until SIGINT/SIGTERM; background work is elsewhere.
 
-    Accept queues a push on ``task_queue`` (the broker's workers send it).
+    The portal runs in ``settings.web_concurrency`` worker processes (see
+    :mod:`sync.portal.workers`); each builds its own engine, its task queue client from
+    ``task_queue`` (Accept queues a push on it) and its metrics flusher.
     """
     if not portal_available():
         _err("this installation has no portal; nothing to serve")
         return 1
+    # The portal is optional in an installation (see portal_available).
+    from sync.portal.workers import PortalFactory, serve_workers
+
     engine = make_engine(settings.database_url)
-    flusher = Flusher(engine)
-    portal = None
     try:
         upgrade(engine)
-        flusher.start()
-        portal = _portal(settings, engine, host, port, push_trigger=task_queue.enqueue_push)
-        url = portal.start()
-        _say(f"billing-sync run: portal at {url}; background sync on Celery. Ctrl-C stops.")
-        _wait(stop or threading.Event())
     finally:
-        if portal is not None:
-            portal.stop()
-        flusher.stop()
         engine.dispose()
-    return 0
+    workers = settings.web_concurrency
+
+    def ready(url: str) -> None:
+        _say(
+            f"billing-sync run: portal at {url}; {workers} web worker process"
+            f"{'es' if workers != 1 else ''}; background sync on Celery. Ctrl-C stops."
+        )
+
+    factory = PortalFactory(settings, task_queue, log_level)
+    code = serve_workers(factory, host=host, port=port, workers=workers, on_ready=ready)
+    if code != 0:
+        _err("the portal's worker processes did not start (see the log above)")
+    return code
 
 
 def run_command(
@@ -206,7 +213,11 @@ def run_command(
                 raise NoTaskQueueError
             _say(BROKER_NOTE)
             return serve_portal_only(
-                settings, host=args.host, port=args.port, task_queue=task_queue(settings)
+                settings,
+                host=args.host,
+                port=args.port,
+                task_queue=task_queue,
+                log_level=logging.getLogger().getEffectiveLevel(),
             )
 
         def ready(url: str | None) -> None:

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from sync.access import AdminAccount, ContactRef, contact_access
-from sync.changes.staging import list_staged
+from sync.changes.staging import count_staged
 from sync.clock import utc_now
 from sync.portal.links import DEFAULT_SESSION_TTL, InvalidToken, PortalSession, PortalSigner
 from sync.portal.rendering import Templates
@@ -118,12 +118,18 @@ class PortalKit:
             **context,
         )
 
-    def pending_count(self, viewer: Viewer) -> int:
-        """How many changes the viewer has staged for the chosen account."""
+    def pending_count(self, viewer: Viewer, conn: Connection | None = None) -> int:
+        """How many changes the viewer has staged for the chosen account.
+
+        Pages that read the database pass their connection (one checkout per request);
+        without one, a connection is opened for this count.
+        """
         if viewer.account is None:
             return 0
-        with self.engine.connect() as conn:
-            return len(list_staged(conn, viewer.contact.sfid, viewer.account.sfid))
+        if conn is not None:
+            return count_staged(conn, viewer.contact.sfid, viewer.account.sfid)
+        with self.engine.connect() as own:
+            return count_staged(own, viewer.contact.sfid, viewer.account.sfid)
 
     def message(self, status_code: int, heading: str, *paragraphs: str) -> HTMLResponse:
         """A plain page with a heading and a few sentences."""

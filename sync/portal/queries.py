@@ -176,9 +176,10 @@ def _list(
     id_column: Any,
     query: ListQuery,
 ) -> tuple[list[Any], int, int]:
-    total = conn.execute(
-        select(func.count()).select_from(base.where(*conditions).subquery())
-    ).scalar_one()
+    # counted on the table itself: a count over the page's select would make the
+    # database carry every selected column through the subquery first
+    table = base.get_final_froms()[0]
+    total = conn.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
     page = query.page
     pages = max(1, -(-total // query.page_size))
     page = min(page, pages)

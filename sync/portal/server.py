@@ -13,7 +13,14 @@ from sync.portal.app import create_app
 from sync.settings import Settings
 
 
-def _config(app: Any, host: str, port: int) -> uvicorn.Config:
+def portal_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """The portal's uvicorn configuration; ``options`` go to :class:`uvicorn.Config`.
+
+    ``app`` is the ASGI app, or a picklable callable that builds it (``factory=True``,
+    implied when ``workers`` is given).
+    """
+    if options.get("workers"):
+        options.setdefault("factory", True)
     return uvicorn.Config(
         app,
         host=host,
@@ -35,6 +42,7 @@ def _config(app: Any, host: str, port: int) -> uvicorn.Config:
         # the requests in flight finish (portal requests take milliseconds); this bounds
         # a stuck one, so a stop stays within the 3 s the service promises.
         timeout_graceful_shutdown=2,
+        **options,
     )
 
 
@@ -44,7 +52,7 @@ def serve(settings: Settings, engine: Engine, host: str = "127.0.0.1", port: int
     Raises:
         SettingsError: ``BILLING_SYNC_PORTAL_SECRET`` is unset or too short.
     """
-    uvicorn.Server(_config(create_app(settings, engine), host, port)).run()
+    uvicorn.Server(portal_config(create_app(settings, engine), host, port)).run()
 
 
 class PortalServer:
@@ -82,7 +90,10 @@ class PortalServer:
         if self._http is not None:
             raise RuntimeError("the portal server is already running")
         self._http = ThreadedServer(
-            _config(self.app, self.host, self.port), self.host, self.port, name="portal-server"
+            portal_config(self.app, self.host, self.port),
+            self.host,
+            self.port,
+            name="portal-server",
         )
         try:
             self.url = self._http.start(timeout)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Table, delete, exists, insert, select, update
+from sqlalchemy import Connection, Table, delete, exists, func, insert, select, update
 
 from sync.db.models import (
     Account,
@@ -98,6 +98,17 @@ def list_staged(conn: Connection, contact_sfid: str, account_sfid: str) -> list[
         )
         for r in rows
     ]
+
+
+def count_staged(conn: Connection, contact_sfid: str, account_sfid: str) -> int:
+    """How many changes the contact has staged for the account (without reading them)."""
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(STAGED)
+            .where(STAGED.c.contact_sfid == contact_sfid, STAGED.c.account_sfid == account_sfid)
+        ).scalar_one()
+    )
 
 
 def add_staged(

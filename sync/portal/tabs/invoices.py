@@ -25,6 +25,7 @@ class InvoicesTab:
         with self.kit.engine.connect() as conn:
             viewer, account = self.kit.scoped(request, conn)
             page = queries.list_invoices(conn, account, query)
+            pending = self.kit.pending_count(viewer, conn)
         query = query.with_page(page.page)
         return self.kit.page(
             viewer,
@@ -34,9 +35,13 @@ class InvoicesTab:
             query=query,
             errors=errors,
             page=page,
+            pending_count=pending,
         )
 
-    def _invoice(self, request: Request) -> tuple[Viewer, InvoiceDetail, AccountView] | Response:
+    def _invoice(
+        self, request: Request
+    ) -> tuple[Viewer, InvoiceDetail, AccountView, int] | Response:
+        """The viewer, the invoice, its account and the viewer's pending-change count."""
         sfid = request.path_params["sfid"]
         with self.kit.engine.connect() as conn:
             viewer, account_sfid = self.kit.scoped(request, conn)
@@ -44,16 +49,17 @@ class InvoicesTab:
                 return self.kit.not_found(viewer)
             detail = queries.get_invoice(conn, account_sfid, sfid)
             account = queries.get_account(conn, account_sfid)
+            pending = self.kit.pending_count(viewer, conn)
         if detail is None or account is None:
             return self.kit.not_found(viewer)
-        return viewer, detail, account
+        return viewer, detail, account, pending
 
     def invoice(self, request: Request) -> Response:
         """View Invoice Details: the invoice and its lines."""
         found = self._invoice(request)
         if isinstance(found, Response):
             return found
-        viewer, detail, account = found
+        viewer, detail, account, pending = found
         return self.kit.page(
             viewer,
             "invoice.html",
@@ -61,6 +67,7 @@ class InvoicesTab:
             detail=detail,
             inv=detail.invoice,
             account=account,
+            pending_count=pending,
         )
 
     def invoice_print(self, request: Request) -> Response:
@@ -68,9 +75,14 @@ class InvoicesTab:
         found = self._invoice(request)
         if isinstance(found, Response):
             return found
-        viewer, detail, account = found
+        viewer, detail, account, pending = found
         return self.kit.page(
-            viewer, "invoice_print.html", detail=detail, inv=detail.invoice, account=account
+            viewer,
+            "invoice_print.html",
+            detail=detail,
+            inv=detail.invoice,
+            account=account,
+            pending_count=pending,
         )
 
     def invoice_pdf(self, request: Request) -> Response:
@@ -78,7 +90,7 @@ class InvoicesTab:
         found = self._invoice(request)
         if isinstance(found, Response):
             return found
-        _viewer, detail, account = found
+        _viewer, detail, account, _pending = found
         body = render_invoice_pdf(detail, account, now=self.kit.clock())
         return Response(
             body,

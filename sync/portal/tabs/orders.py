@@ -36,6 +36,7 @@ class OrdersTab:
                 if (query.date_from is None or (o.order_date and o.order_date >= query.date_from))
                 and (query.date_to is None or (o.order_date and o.order_date <= query.date_to))
             ]
+            pending = self.kit.pending_count(viewer, conn)
         query = query.with_page(page.page)
         return self.kit.page(
             viewer,
@@ -46,6 +47,7 @@ class OrdersTab:
             errors=errors,
             page=page,
             placed=placed,
+            pending_count=pending,
         )
 
     def order(self, request: Request) -> Response:
@@ -54,10 +56,18 @@ class OrdersTab:
         with self.kit.engine.connect() as conn:
             viewer, account = self.kit.scoped(request, conn)
             found = queries.get_order(conn, account, sfid) if is_crm_id(sfid) else None
+            pending = self.kit.pending_count(viewer, conn)
         if found is None:
             return self.kit.not_found(viewer)
         order, lines = found
-        return self.kit.page(viewer, "order.html", tab="orders", order=order, lines=lines)
+        return self.kit.page(
+            viewer,
+            "order.html",
+            tab="orders",
+            order=order,
+            lines=lines,
+            pending_count=pending,
+        )
 
     def placed_orders(self, conn: Connection, account_sfid: str) -> list[queries.PlacedOrder]:
         """Orders accepted here and not mirrored yet (shown as Pending on the Orders tab)."""
