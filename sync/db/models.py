@@ -270,7 +270,7 @@ class SyncState(Base):
 class RowCount(Base):
     """One row per mirrored table: its live rows and tombstones, kept exact by the database.
 
-    Triggers on each mirrored table (migration ``0008_row_counts``) add every insert,
+    Triggers on each mirrored table (migration ``0009``, 0009_row_counts.py) add every insert,
     update of ``is_deleted`` and delete to its row in the same transaction, whoever
     writes: a pull page, a reconcile's tombstones, a reload, a hand-made fix. Reading the
     counts is then one small query whatever the tables hold. A mirrored table added by a

@@ -160,7 +160,7 @@ def test_given_0007_when_upgraded_to_0008_and_back_then_history_table_and_number
     engine = at_0006
     upgrade(engine, "0007")
 
-    upgrade(engine, "0008_billing_admin_history")
+    upgrade(engine, "0008")
 
     inspector = inspect(engine)
     assert "billing_admin_history" in inspector.get_table_names()
@@ -197,11 +197,11 @@ def test_given_rows_when_row_counts_added_then_filled_and_kept_then_gone_on_down
     from sync.db.models import Account, RowCount
 
     engine = make_engine(database_url)
-    upgrade(engine, "0008_billing_admin_history")
+    upgrade(engine, "0008")
     with engine.begin() as conn:
         conn.execute(insert(Account), [mirrored_row(n, deleted=n % 3 == 0) for n in range(1, 8)])
 
-    upgrade(engine, "0008_row_counts")
+    upgrade(engine, "0009")
 
     def kept():
         with engine.connect() as conn:
@@ -222,7 +222,7 @@ def test_given_rows_when_row_counts_added_then_filled_and_kept_then_gone_on_down
     with engine.connect() as conn:
         assert repo.row_counts(conn, Account.__table__) == (5, 3)
 
-    downgrade(engine, "0008_billing_admin_history")
+    downgrade(engine, "0008")
 
     assert "row_counts" not in inspect(engine).get_table_names()
     with engine.begin() as conn:  # no trigger left behind to write to a missing table

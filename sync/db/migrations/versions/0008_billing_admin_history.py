@@ -4,7 +4,7 @@
 account, as the pull mirrors the role rows; ``accounts.account_number`` mirrors the CRM's
 AccountNumber, which support searches by.
 
-Revision ID: 0008_billing_admin_history
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-04 21:40:00.000000
 """
@@ -16,7 +16,7 @@ from alembic import op
 
 import sync.db.types
 
-revision: str = "0008_billing_admin_history"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

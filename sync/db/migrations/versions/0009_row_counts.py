@@ -6,8 +6,8 @@ tables (one aggregate per statement, not per row) and resets the counts on TRUNC
 SQLite adds each row. Reading the counts no longer costs time in proportion to the rows.
 An index on the passes' outcome finds the passes still running without reading them all.
 
-Revision ID: 0008_row_counts
-Revises: 0008_billing_admin_history
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-04 21:30:00.000000
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_row_counts"
-down_revision: str | None = "0008_billing_admin_history"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
