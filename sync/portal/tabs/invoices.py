@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -56,33 +58,25 @@ class InvoicesTab:
 
     def invoice(self, request: Request) -> Response:
         """View Invoice Details: the invoice and its lines."""
-        found = self._invoice(request)
-        if isinstance(found, Response):
-            return found
-        viewer, detail, account, pending = found
-        return self.kit.page(
-            viewer,
-            "invoice.html",
-            tab="invoices",
-            detail=detail,
-            inv=detail.invoice,
-            account=account,
-            pending_count=pending,
-        )
+        return self._invoice_page(request, "invoice.html", tab="invoices")
 
     def invoice_print(self, request: Request) -> Response:
         """The print-friendly invoice page."""
+        return self._invoice_page(request, "invoice_print.html")
+
+    def _invoice_page(self, request: Request, template: str, **context: Any) -> Response:
         found = self._invoice(request)
         if isinstance(found, Response):
             return found
         viewer, detail, account, pending = found
         return self.kit.page(
             viewer,
-            "invoice_print.html",
+            template,
             detail=detail,
             inv=detail.invoice,
             account=account,
             pending_count=pending,
+            **context,
         )
 
     def invoice_pdf(self, request: Request) -> Response:
