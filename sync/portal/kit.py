@@ -27,7 +27,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from sync.access import AdminAccount, ContactRef, contact_access
+from sync.access import AdminAccount, ContactRef, contact_access, is_crm_id
 from sync.changes.staging import count_staged
 from sync.clock import utc_now
 from sync.portal.links import DEFAULT_SESSION_TTL, InvalidToken, PortalSession, PortalSigner
@@ -241,6 +241,28 @@ class PortalKit:
         viewer = self.authorize(request, conn)
         assert viewer.account is not None
         return viewer, viewer.account.sfid
+
+    def record_page(
+        self,
+        request: Request,
+        load: Callable[[Connection, str, str], Any | None],
+        render: Callable[[Viewer, Any, int], Response],
+    ) -> Response:
+        """A page of one record of the viewer's account, named by the ``sfid`` path part.
+
+        ``load(conn, account_sfid, sfid)`` reads it (None: not this account's, or gone);
+        a malformed Id is not looked up. Either way the answer is the portal's 404.
+        ``render(viewer, record, pending_count)`` draws the page; the pending-change count
+        is read on the same connection as the record.
+        """
+        sfid = request.path_params["sfid"]
+        with self.engine.connect() as conn:
+            viewer, account = self.scoped(request, conn)
+            found = load(conn, account, sfid) if is_crm_id(sfid) else None
+            pending = self.pending_count(viewer, conn)
+        if found is None:
+            return self.not_found(viewer)
+        return render(viewer, found, pending)
 
     # --- checks every POST passes -----------------------------------------------------
 

@@ -148,13 +148,13 @@ class AccountTab:
 
     def payment_method(self, request: Request) -> Response:
         """One payment method (masked)."""
-        sfid = request.path_params["sfid"]
-        with self.kit.engine.connect() as conn:
-            viewer, account = self.kit.scoped(request, conn)
-            method = queries.get_payment_method(conn, account, sfid) if is_crm_id(sfid) else None
-        if method is None:
-            return self.kit.not_found(viewer)
-        return self.kit.page(viewer, "payment_method.html", tab="account", method=method)
+        return self.kit.record_page(
+            request,
+            queries.get_payment_method,
+            lambda viewer, method, pending: self.kit.page(
+                viewer, "payment_method.html", tab="account", method=method, pending_count=pending
+            ),
+        )
 
     # --- staging ----------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sync.access import is_crm_id
 from sync.changes.plan import WriteTargets
 from sync.portal import queries
 from sync.portal.filters import parse_list_query
@@ -52,21 +51,17 @@ class OrdersTab:
 
     def order(self, request: Request) -> Response:
         """One order with its lines."""
-        sfid = request.path_params["sfid"]
-        with self.kit.engine.connect() as conn:
-            viewer, account = self.kit.scoped(request, conn)
-            found = queries.get_order(conn, account, sfid) if is_crm_id(sfid) else None
-            pending = self.kit.pending_count(viewer, conn)
-        if found is None:
-            return self.kit.not_found(viewer)
-        order, lines = found
-        return self.kit.page(
-            viewer,
-            "order.html",
-            tab="orders",
-            order=order,
-            lines=lines,
-            pending_count=pending,
+        return self.kit.record_page(
+            request,
+            queries.get_order,
+            lambda viewer, found, pending: self.kit.page(
+                viewer,
+                "order.html",
+                tab="orders",
+                order=found[0],
+                lines=found[1],
+                pending_count=pending,
+            ),
         )
 
     def placed_orders(self, conn: Connection, account_sfid: str) -> list[queries.PlacedOrder]:

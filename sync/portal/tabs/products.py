@@ -110,13 +110,13 @@ class ProductsTab:
 
     def asset(self, request: Request) -> Response:
         """One purchased product."""
-        sfid = request.path_params["sfid"]
-        with self.kit.engine.connect() as conn:
-            viewer, account = self.kit.scoped(request, conn)
-            asset = queries.get_asset(conn, account, sfid) if is_crm_id(sfid) else None
-        if asset is None:
-            return self.kit.not_found(viewer)
-        return self.kit.page(viewer, "asset.html", tab="products", asset=asset)
+        return self.kit.record_page(
+            request,
+            queries.get_asset,
+            lambda viewer, asset, pending: self.kit.page(
+                viewer, "asset.html", tab="products", asset=asset, pending_count=pending
+            ),
+        )
 
     async def add_licenses(self, request: Request) -> Response:
         """Add licenses: stage a quantity of one license product at its current price."""
