@@ -113,7 +113,7 @@ def create_app(
     # mappers are configured here, once, not by the first request that selects a model.
     configure_mappers()
     monitor = monitor or Monitor(settings, engine, clock=clock, mappings=mappings)
-    health = Health(engine, monitor.status)
+    health = Health(engine, monitor.events)
     entry = Entry(kit)
     products = ProductsTab(kit)
     orders = OrdersTab(kit, targets)

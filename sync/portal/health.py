@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine, text
 from starlette.requests import Request
@@ -11,7 +12,6 @@ from starlette.responses import JSONResponse, Response
 
 from sync.db.engine import schema_is_current
 from sync.service.listener_status import summary
-from sync.service.status import Status
 
 log = logging.getLogger("sync.portal")
 
@@ -19,10 +19,10 @@ log = logging.getLogger("sync.portal")
 class Health:
     """The probes of the web process; no session, no billing data."""
 
-    def __init__(self, engine: Engine, status: Callable[[], Status]) -> None:
-        """Probe ``engine``; ``status`` reads the status read model (the listener's part)."""
+    def __init__(self, engine: Engine, events: Callable[[], dict[str, Any]]) -> None:
+        """Probe ``engine``; ``events`` reads the status model's listener part."""
         self.engine = engine
-        self.status = status
+        self.events = events
 
     def healthz(self, request: Request) -> Response:
         """The process is alive."""
@@ -42,7 +42,7 @@ class Health:
         # The listener's state is detail, not readiness: without it the mirror is kept
         # fresh by polling at the configured interval.
         try:
-            events = summary(self.status().events or {})
+            events = summary(self.events())
         except Exception as exc:  # noqa: BLE001 - detail only: readiness was decided above
             log.warning("readyz: status unreadable: %s", type(exc).__name__)
             events = None

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
 from sqlalchemy import Engine
@@ -31,7 +32,7 @@ from sync.mapping.loader import default_mappings_dir, load_mappings
 from sync.mapping.spec import MappingSet
 from sync.monitoring import metrics
 from sync.service.locks import redis_client
-from sync.service.status import Status, StatusReader
+from sync.service.status import Status, StatusReader, read_events
 from sync.settings import Settings
 from sync.telemetry import counters, logs
 
@@ -87,6 +88,10 @@ class Monitor:
     def status(self) -> Status:
         """The deployment's status, this process's tallies not flushed yet included."""
         return self._status_reader().read(now=self.clock(), redis_client=self._redis_client())
+
+    def events(self) -> dict[str, Any]:
+        """The status model's listener part alone (``/readyz``)."""
+        return read_events(self.settings, self.engine, self.clock())
 
     def close(self) -> None:
         with self._lock:

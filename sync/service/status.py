@@ -26,7 +26,7 @@ import functools
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import metadata
@@ -44,6 +44,7 @@ from sync.service import budget as budget_rules
 from sync.service import heartbeats
 from sync.service.budget_store import budget_policy
 from sync.service.listener_status import STATUS_KEY as LISTENER_KEY
+from sync.service.listener_status import listener_status
 from sync.service.listener_status import render as render_events
 from sync.service.listener_status import status_of as listener_status_of
 from sync.service.locks import RedisLocks
@@ -510,9 +511,22 @@ def _events(
     settings: Settings, stored: tuple[dict[str, Any], dt.datetime] | None, now: dt.datetime
 ) -> dict[str, Any]:
     """The events listener's state (from its stored document), and what it means for polling."""
+    return _events_as(settings, lambda: listener_status_of(stored, now))
+
+
+def read_events(settings: Settings, engine: Engine, now: dt.datetime) -> dict[str, Any]:
+    """:attr:`Status.events` alone, by the same rules: what ``/readyz`` shows.
+
+    One ``service_state`` row instead of the whole read, for a probe that runs every few
+    seconds on every web process.
+    """
+    return _events_as(settings, lambda: listener_status(engine, now))
+
+
+def _events_as(settings: Settings, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     if not settings.events_enabled:
         return {"state": "off", "healthy": False, "detail": "BILLING_SYNC_EVENTS=off"}
-    doc = listener_status_of(stored, now)
+    doc = read()
     doc["safety_interval"] = settings.safety_interval
     return doc
 
